@@ -1,0 +1,116 @@
+//! Start-up: open the stores the settings name, run migrations, build the shared state,
+//! serve. What `tokencache serve` does, and what the tests do in-process.
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::domain::password::PasswordError;
+use crate::domain::{Engine, Rules};
+use crate::http::{self, HttpSettings};
+use crate::store::records::sea::SeaRecords;
+use crate::store::tokens::memory::MemoryTokens;
+use crate::store::tokens::redis::RedisTokens;
+use crate::store::tokens::Tokens;
+use crate::store::StoreError;
+
+/// The record store used when no `DATABASE_URL` is given.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://./tokencache.db?mode=rwc";
+
+/// The engine with the stores this build can use.
+pub type AppEngine = Engine<Tokens, SeaRecords>;
+/// The state every request handler shares.
+pub type AppState = http::State<Tokens, SeaRecords>;
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `mysql://…` or `sqlite://…`; `None`: the embedded SQLite file.
+    pub database_url: Option<String>,
+    /// `redis://…`; `None`: the in-process token store (single instance only).
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key (lets several deployments or tests share one Redis).
+    pub redis_prefix: String,
+    pub redis_timeout: Duration,
+    pub database_timeout: Duration,
+    /// Run pending migrations at start.
+    pub migrate: bool,
+    pub rules: Rules,
+    pub http: HttpSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            redis_url: None,
+            redis_prefix: "tc:".into(),
+            redis_timeout: Duration::from_millis(1000),
+            database_timeout: Duration::from_millis(3000),
+            migrate: true,
+            rules: Rules::default(),
+            http: HttpSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the record store: {0}")]
+    Records(#[source] StoreError),
+    #[error("cannot run migrations: {0}")]
+    Migrate(#[source] StoreError),
+    #[error("cannot open the token store: {0}")]
+    Tokens(#[source] StoreError),
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+}
+
+/// Opens both stores (migrating when asked) and builds the engine.
+pub async fn engine(settings: &Settings) -> Result<AppEngine, StartError> {
+    let url = settings
+        .database_url
+        .as_deref()
+        .unwrap_or(DEFAULT_DATABASE_URL);
+    let records = SeaRecords::open(url, settings.database_timeout)
+        .await
+        .map_err(StartError::Records)?;
+    if settings.migrate {
+        records.migrate().await.map_err(StartError::Migrate)?;
+    }
+    let tokens = match &settings.redis_url {
+        Some(url) => Tokens::Redis(
+            RedisTokens::open(url, &settings.redis_prefix, settings.redis_timeout)
+                .map_err(StartError::Tokens)?,
+        ),
+        None => Tokens::Memory(MemoryTokens::new()),
+    };
+    Ok(Engine::new(tokens, records, settings.rules.clone())?)
+}
+
+/// Builds the shared state and logs which stores are in use.
+pub async fn state(settings: &Settings) -> Result<Arc<AppState>, StartError> {
+    let engine = engine(settings).await?;
+    let records = engine.records.backend();
+    match engine.tokens {
+        Tokens::Redis(_) => tracing::info!(records, tokens = "redis", "stores ready"),
+        Tokens::Memory(_) => tracing::warn!(
+            records,
+            tokens = "in-process",
+            "stores ready; the in-process token store is for a single instance, not for production: set REDIS_URL"
+        ),
+    }
+    Ok(Arc::new(AppState {
+        engine,
+        http: settings.http.clone(),
+    }))
+}
+
+/// Serves on an already-bound listener until `shutdown` resolves.
+pub async fn run(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    http::serve(listener, state, shutdown).await;
+}

@@ -1,0 +1,408 @@
+//! The command line: `serve`, `migrate`, `client …`, `user …`. Every flag can also come
+//! from the environment (`DATABASE_URL`, `REDIS_URL`, `TOKENCACHE_<FLAG>`).
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::app::{self, Settings};
+use crate::domain::admin::ClientSpec;
+use crate::domain::password::Argon2Settings;
+use crate::domain::{DomainError, Rules};
+use crate::http::{HttpSettings, Lang};
+use crate::secret::Secret;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tokencache",
+    version,
+    about = "A fast, stateless token server for API gateways (drop-in for xxjwxc/oauth2)"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub stores: StoreArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the records and tokens live; shared by every command.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Record store: mysql://user:pass@host:3306/db or sqlite://path?mode=rwc.
+    /// Unset: the embedded SQLite file ./tokencache.db.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Token store: redis://host:6379/0. Unset: an in-process store (one instance only).
+    #[arg(long, env = "REDIS_URL", global = true, hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key.
+    #[arg(
+        long,
+        env = "TOKENCACHE_REDIS_PREFIX",
+        default_value = "tc:",
+        global = true
+    )]
+    pub redis_prefix: String,
+    /// Bound on one Redis operation (connect included), in milliseconds.
+    #[arg(
+        long,
+        env = "TOKENCACHE_REDIS_TIMEOUT_MS",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub redis_timeout_ms: u64,
+    /// Bound on one database operation (pool wait included), in milliseconds.
+    #[arg(
+        long,
+        env = "TOKENCACHE_DATABASE_TIMEOUT_MS",
+        default_value_t = 3000,
+        global = true
+    )]
+    pub database_timeout_ms: u64,
+    /// argon2id memory cost in KiB for new password hashes.
+    #[arg(
+        long,
+        env = "TOKENCACHE_ARGON2_MEMORY_KIB",
+        default_value_t = 19456,
+        global = true
+    )]
+    pub argon2_memory_kib: u32,
+    /// argon2id iterations for new password hashes.
+    #[arg(
+        long,
+        env = "TOKENCACHE_ARGON2_ITERATIONS",
+        default_value_t = 2,
+        global = true
+    )]
+    pub argon2_iterations: u32,
+    /// argon2id lanes for new password hashes.
+    #[arg(
+        long,
+        env = "TOKENCACHE_ARGON2_PARALLELISM",
+        default_value_t = 1,
+        global = true
+    )]
+    pub argon2_parallelism: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage clients (apps).
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LangArg {
+    En,
+    Zh,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TOKENCACHE_LISTEN", default_value = "127.0.0.1:9094")]
+    pub listen: SocketAddr,
+    /// Do not run pending migrations at start.
+    #[arg(long, env = "TOKENCACHE_NO_MIGRATE")]
+    pub no_migrate: bool,
+    /// Answer HTTP 200 to every request (legacy clients); the body still has the code.
+    #[arg(long, env = "TOKENCACHE_COMPAT_HTTP_200")]
+    pub compat_http_200: bool,
+    /// Accepted distance in seconds between a request's `time` and now; a signature is
+    /// also refused when seen twice within it. 0 turns both checks off (old clients).
+    #[arg(long, env = "TOKENCACHE_FRESHNESS_WINDOW", default_value_t = 300)]
+    pub freshness_window: u64,
+    /// Request body cap in bytes (HTTP 413 past it).
+    #[arg(long, env = "TOKENCACHE_MAX_BODY_BYTES", default_value_t = 16384)]
+    pub max_body_bytes: usize,
+    /// Language of the `error` texts when the request has no Accept-Language: zh|en.
+    #[arg(long, env = "TOKENCACHE_LANG", value_enum, default_value = "en")]
+    pub lang: LangArg,
+    /// Seconds in-flight requests get to finish on shutdown.
+    #[arg(long, env = "TOKENCACHE_SHUTDOWN_GRACE", default_value_t = 10)]
+    pub shutdown_grace: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Create a client and print its app_key and app_secret.
+    Create(ClientCreateArgs),
+    /// List every client (never the secrets).
+    List,
+    /// Show one client.
+    Show {
+        app_key: String,
+        /// Also print the app_secret.
+        #[arg(long)]
+        reveal_secret: bool,
+    },
+    /// Refuse new logins for a client (tokens already issued live until they expire).
+    Disable { app_key: String },
+}
+
+#[derive(Debug, Args)]
+pub struct ClientCreateArgs {
+    #[arg(long)]
+    pub app_key: String,
+    /// Access-token lifetime in seconds (refresh tokens live twice as long).
+    #[arg(long)]
+    pub token_ttl: i32,
+    /// The app_secret; a random 32-character one when not given.
+    #[arg(long, env = "TOKENCACHE_CLIENT_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+    /// 1: verification codes forced, 2: ignored.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=2))]
+    pub strict_verify: i32,
+    /// When the client expires (RFC 3339, e.g. 2030-01-01T00:00:00Z); never when unset.
+    #[arg(long)]
+    pub expires: Option<String>,
+    /// Allow authorize_nopwd for this client (a trusted backend).
+    #[arg(long)]
+    pub allow_nopwd: bool,
+    /// Print {"app_key": …, "app_secret": …}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user.
+    Create {
+        #[arg(long)]
+        username: String,
+        #[arg(long, env = "TOKENCACHE_USER_PASSWORD", hide_env_values = true)]
+        password: String,
+        /// The app the user registered through.
+        #[arg(long, default_value = "")]
+        app_key: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a user and revoke all of their tokens.
+    Disable { username: String },
+    /// Set a user's password and revoke all of their tokens.
+    SetPassword { username: String, password: String },
+}
+
+impl StoreArgs {
+    fn rules(&self, freshness_window: u64) -> Rules {
+        Rules {
+            freshness_window,
+            argon2: Argon2Settings {
+                memory_kib: self.argon2_memory_kib,
+                iterations: self.argon2_iterations,
+                parallelism: self.argon2_parallelism,
+            },
+        }
+    }
+
+    /// Settings for a command other than `serve`.
+    fn settings(&self, migrate: bool) -> Settings {
+        Settings {
+            database_url: self.database_url.clone(),
+            redis_url: self.redis_url.clone(),
+            redis_prefix: self.redis_prefix.clone(),
+            redis_timeout: Duration::from_millis(self.redis_timeout_ms),
+            database_timeout: Duration::from_millis(self.database_timeout_ms),
+            migrate,
+            rules: self.rules(Rules::default().freshness_window),
+            http: HttpSettings::default(),
+        }
+    }
+}
+
+impl ServeArgs {
+    pub fn settings(&self, stores: &StoreArgs) -> Settings {
+        Settings {
+            migrate: !self.no_migrate,
+            rules: stores.rules(self.freshness_window),
+            http: HttpSettings {
+                compat_http_200: self.compat_http_200,
+                max_body_bytes: self.max_body_bytes,
+                lang: match self.lang {
+                    LangArg::En => Lang::En,
+                    LangArg::Zh => Lang::Zh,
+                },
+                shutdown_grace: Duration::from_secs(self.shutdown_grace),
+            },
+            ..stores.settings(true)
+        }
+    }
+}
+
+/// A command's failure, printed on stderr.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Start(#[from] app::StartError),
+    #[error("{0}")]
+    Domain(#[from] DomainError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("--expires: {0}")]
+    Expires(String),
+}
+
+/// Runs an administrative command (everything but `serve`).
+pub async fn admin(stores: &StoreArgs, command: Command) -> Result<(), CliError> {
+    let engine = app::engine(&stores.settings(true)).await?;
+    match command {
+        Command::Serve(_) => unreachable!("serve is handled by main"),
+        Command::Migrate => println!("migrations applied"),
+        Command::Client(ClientCommand::Create(a)) => {
+            let expires = a
+                .expires
+                .as_deref()
+                .map(|t| {
+                    chrono::DateTime::parse_from_rfc3339(t)
+                        .map(|d| d.naive_utc())
+                        .map_err(|e| CliError::Expires(e.to_string()))
+                })
+                .transpose()?;
+            let secret = engine
+                .create_client(ClientSpec {
+                    app_key: a.app_key.clone(),
+                    secret: a.secret.map(Secret::new),
+                    token_ttl: a.token_ttl,
+                    strict_verify: a.strict_verify,
+                    expires,
+                    allow_nopwd: a.allow_nopwd,
+                })
+                .await?;
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"app_key": a.app_key, "app_secret": secret.expose()})
+                );
+            } else {
+                println!("app_key: {}\napp_secret: {}", a.app_key, secret.expose());
+            }
+        }
+        Command::Client(ClientCommand::List) => {
+            println!("app_key\ttoken_ttl\tstrict_verify\texpires\tallow_nopwd\tdisabled");
+            for c in engine.list_clients().await? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    c.app_key,
+                    c.token_expire_time,
+                    c.strict_verify,
+                    c.expire_time
+                        .map(|t| t.and_utc().to_rfc3339())
+                        .unwrap_or_else(|| "never".into()),
+                    c.allow_nopwd,
+                    c.disabled
+                );
+            }
+        }
+        Command::Client(ClientCommand::Show {
+            app_key,
+            reveal_secret,
+        }) => {
+            let c = engine.show_client(&app_key).await?;
+            println!("app_key: {}", c.app_key);
+            if reveal_secret {
+                println!("app_secret: {}", c.app_secret.expose());
+            }
+            println!("token_ttl: {}", c.token_expire_time);
+            println!("strict_verify: {}", c.strict_verify);
+            println!(
+                "expires: {}",
+                c.expire_time
+                    .map(|t| t.and_utc().to_rfc3339())
+                    .unwrap_or_else(|| "never".into())
+            );
+            println!("allow_nopwd: {}", c.allow_nopwd);
+            println!("disabled: {}", c.disabled);
+        }
+        Command::Client(ClientCommand::Disable { app_key }) => {
+            engine.disable_client(&app_key).await?;
+            println!("client {app_key} disabled");
+        }
+        Command::User(UserCommand::Create {
+            username,
+            password,
+            app_key,
+            json,
+        }) => {
+            engine.create_user(&username, &password, &app_key).await?;
+            if json {
+                println!("{}", serde_json::json!({"username": username}));
+            } else {
+                println!("user {username} created");
+            }
+        }
+        Command::User(UserCommand::Disable { username }) => {
+            let revoked = engine.disable_user(&username).await?;
+            println!(
+                "user {username} disabled; {revoked} live token(s) revoked{}",
+                memory_note(stores)
+            );
+        }
+        Command::User(UserCommand::SetPassword { username, password }) => {
+            let revoked = engine.set_password(&username, &password).await?;
+            println!(
+                "password of {username} set; {revoked} live token(s) revoked{}",
+                memory_note(stores)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The in-process token store lives inside the server: a CLI process cannot reach it.
+fn memory_note(stores: &StoreArgs) -> &'static str {
+    if stores.redis_url.is_none() {
+        " (no REDIS_URL: a running server's in-process tokens are not reachable from here)"
+    } else {
+        ""
+    }
+}
+
+/// Binds the listen address and serves until Ctrl-C or SIGTERM.
+pub async fn serve(stores: &StoreArgs, args: &ServeArgs) -> Result<(), CliError> {
+    let settings = args.settings(stores);
+    let state = app::state(&settings).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| CliError::Listen {
+            addr: args.listen,
+            source,
+        })?;
+    tracing::info!(listen = %args.listen, "tokencache serving");
+    app::run(listener, state, shutdown_signal()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,126 @@
+//! Administration of clients and users (the `client` and `user` CLI commands).
+use chrono::NaiveDateTime;
+
+use super::{account, token, DomainError, Engine};
+use crate::secret::Secret;
+use crate::store::{Client, NewClient, NewUser, RecordStore, StoreError, TokenStore};
+
+/// A client to create, as given on the command line.
+#[derive(Debug)]
+pub struct ClientSpec {
+    pub app_key: String,
+    /// Generated when `None`.
+    pub secret: Option<Secret>,
+    pub token_ttl: i32,
+    pub strict_verify: i32,
+    pub expires: Option<NaiveDateTime>,
+    pub allow_nopwd: bool,
+}
+
+impl<T: TokenStore, R: RecordStore> Engine<T, R> {
+    /// Creates a client; returns its secret (generated unless given).
+    pub async fn create_client(&self, spec: ClientSpec) -> Result<Secret, DomainError> {
+        if spec.app_key.is_empty() || spec.app_key.len() > 128 {
+            return Err(DomainError::InvalidParam("app_key"));
+        }
+        if spec.token_ttl <= 0 {
+            return Err(DomainError::InvalidParam("token_ttl"));
+        }
+        if !matches!(spec.strict_verify, 1 | 2) {
+            return Err(DomainError::InvalidParam("strict_verify"));
+        }
+        let secret = spec
+            .secret
+            .unwrap_or_else(|| Secret::new(token::generate()));
+        if secret.is_empty() || secret.expose().len() > 128 {
+            return Err(DomainError::InvalidParam("secret"));
+        }
+        let client = NewClient {
+            app_key: spec.app_key,
+            app_secret: secret.clone(),
+            expire_time: spec.expires,
+            strict_verify: spec.strict_verify,
+            token_expire_time: spec.token_ttl,
+            allow_nopwd: spec.allow_nopwd,
+        };
+        self.records
+            .create_client(&client)
+            .await
+            .map_err(conflict_is_exists)?;
+        Ok(secret)
+    }
+
+    pub async fn list_clients(&self) -> Result<Vec<Client>, DomainError> {
+        Ok(self.records.clients().await?)
+    }
+
+    pub async fn show_client(&self, app_key: &str) -> Result<Client, DomainError> {
+        self.records
+            .client(app_key)
+            .await?
+            .ok_or(DomainError::NotFound)
+    }
+
+    /// Stops new logins for a client. Tokens already issued live until they expire.
+    pub async fn disable_client(&self, app_key: &str) -> Result<(), DomainError> {
+        found(self.records.disable_client(app_key).await?)
+    }
+
+    /// Creates a user with an argon2id hash of the password.
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password: &str,
+        app_key: &str,
+    ) -> Result<(), DomainError> {
+        if username.is_empty() || username.chars().count() > 191 {
+            return Err(DomainError::InvalidParam("username"));
+        }
+        if password.is_empty() {
+            return Err(DomainError::InvalidParam("password"));
+        }
+        let user = NewUser {
+            account: username.to_owned(),
+            password_hash: self.passwords.hash(password).await?,
+            account_type: account::account_type(username),
+            app_key: app_key.to_owned(),
+            reg_ip: String::new(),
+            bundle_id: String::new(),
+        };
+        self.records
+            .create_user(&user)
+            .await
+            .map_err(conflict_is_exists)
+    }
+
+    /// Sets a new password and revokes every live token of the user.
+    pub async fn set_password(&self, username: &str, password: &str) -> Result<u64, DomainError> {
+        if password.is_empty() {
+            return Err(DomainError::InvalidParam("password"));
+        }
+        let hash = self.passwords.hash(password).await?;
+        found(self.records.set_password(username, &hash).await?)?;
+        Ok(self.tokens.revoke_user(username).await?)
+    }
+
+    /// Disables a user and revokes every live token of the user.
+    pub async fn disable_user(&self, username: &str) -> Result<u64, DomainError> {
+        found(self.records.disable_user(username).await?)?;
+        Ok(self.tokens.revoke_user(username).await?)
+    }
+}
+
+fn conflict_is_exists(e: StoreError) -> DomainError {
+    match e {
+        StoreError::Conflict => DomainError::AlreadyExists,
+        other => DomainError::Store(other),
+    }
+}
+
+fn found(was_there: bool) -> Result<(), DomainError> {
+    if was_there {
+        Ok(())
+    } else {
+        Err(DomainError::NotFound)
+    }
+}

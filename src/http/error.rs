@@ -1,0 +1,69 @@
+//! `ApiError`: every way a request fails at the HTTP layer, and the one function that
+//! turns an error into (HTTP status, message id).
+use hyper::StatusCode;
+
+use super::envelope::Code;
+use crate::domain::DomainError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// The body could not be read or parsed.
+    #[error("bad request body: {0}")]
+    BadBody(&'static str),
+    #[error("request body over the size cap")]
+    TooLarge,
+    #[error("no such route")]
+    NoRoute,
+    #[error("method not allowed")]
+    WrongMethod,
+}
+
+impl ApiError {
+    /// The message id and, where it differs from the code's own, the HTTP status.
+    pub fn classify(&self) -> (Code, Option<StatusCode>) {
+        use DomainError as D;
+        match self {
+            ApiError::BadBody(_) => (Code::ParamInvalid, None),
+            ApiError::TooLarge => (Code::ParamInvalid, Some(StatusCode::PAYLOAD_TOO_LARGE)),
+            ApiError::NoRoute => (Code::NotFound, None),
+            ApiError::WrongMethod => (Code::Forbidden, Some(StatusCode::METHOD_NOT_ALLOWED)),
+            ApiError::Domain(e) => match e {
+                D::InvalidParam(_) => (Code::ParamInvalid, None),
+                D::UnknownClient | D::NopwdNotAllowed => (Code::AppidInvalid, None),
+                D::ClientExpired => (Code::AppidExpired, None),
+                D::BadSignature | D::StaleTime | D::Replay => (Code::SignatureFailed, None),
+                D::BadCredentials => (Code::BadCredentials, None),
+                D::UserDisabled => (Code::AccountDisabled, None),
+                D::InvalidToken => (Code::TokenInvalid, None),
+                D::AlreadyExists => (Code::UserExists, None),
+                D::NotFound => (Code::NotFound, None),
+                D::Store(StoreError::Unavailable { .. }) => (Code::Maintenance, None),
+                D::Store(StoreError::Conflict) => (Code::UserExists, None),
+                D::Store(StoreError::Corrupt { .. }) | D::Password(_) => (Code::Unknown, None),
+            },
+        }
+    }
+
+    /// Whether the failure is the server's (worth a warning in the log), not the client's.
+    pub fn is_server_side(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Domain(DomainError::Store(_)) | ApiError::Domain(DomainError::Password(_))
+        )
+    }
+}
+
+/// The error and its sources, one line, for the log.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

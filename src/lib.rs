@@ -1,0 +1,21 @@
+//! tokencache: a stateless token server for API gateways, a drop-in replacement for the
+//! Go account system xxjwxc/oauth2 (same routes, MD5-signed requests and envelope).
+//!
+//! Map of the crate, three layers in one direction:
+//!
+//! - [`http`]: bytes ⇄ request structs, the router, statuses and the
+//!   `{state, code, error, data}` envelope. Imports neither redis nor sea-orm.
+//! - [`domain`]: the rules (signatures, passwords, issuing, checking, refreshing,
+//!   revoking), generic over the two store traits.
+//! - [`store`]: `TokenStore` (Redis in `store::tokens::redis`, or in-process) and
+//!   `RecordStore` (sea-orm over MySQL/MariaDB or SQLite in `store::records::sea`).
+//!
+//! [`app`] wires them from [`app::Settings`]; [`cli`] is the command line.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod domain;
+pub mod http;
+pub mod secret;
+pub mod store;

@@ -1,0 +1,234 @@
+//! The two stores behind the domain: `TokenStore` (Redis, or in-process) for tokens and
+//! short-lived counters, `RecordStore` (sea-orm: MySQL/MariaDB or SQLite) for clients and
+//! users. The domain is generic over both traits and never sees redis or sea-orm types.
+pub mod records;
+pub mod tokens;
+
+use std::future::Future;
+
+use chrono::NaiveDateTime;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::secret::Secret;
+
+/// A failure of a store: the service is unreachable, too slow, or answered nonsense.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be reached or did not answer in time: the request is worth
+    /// retrying later (code 1, HTTP 503).
+    #[error("{store} unavailable: {source}")]
+    Unavailable {
+        store: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A unique key already holds this value.
+    #[error("already exists")]
+    Conflict,
+    /// The store answered with something this version cannot read.
+    #[error("corrupt {what} in {store}: {detail}")]
+    Corrupt {
+        store: &'static str,
+        what: &'static str,
+        detail: String,
+    },
+}
+
+/// The SHA-256 of a token: what the token stores key on, so a dump of Redis never
+/// holds a usable token.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenHash(pub [u8; 32]);
+
+impl TokenHash {
+    pub fn of(token: &str) -> Self {
+        Self(Sha256::digest(token.as_bytes()).into())
+    }
+
+    /// URL-safe base64 without padding: 43 characters, shorter than hex in Redis keys.
+    pub fn encode(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .ok()?;
+        Some(Self(bytes.try_into().ok()?))
+    }
+}
+
+impl std::fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TokenHash({})", &self.encode()[..8])
+    }
+}
+
+/// What an access token stands for. Short serde names keep each Redis value small.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessRecord {
+    #[serde(rename = "u")]
+    pub username: String,
+    #[serde(rename = "a")]
+    pub app_key: String,
+    #[serde(rename = "t")]
+    pub token_type: String,
+    /// Unix seconds at which the token dies; kept in the value so check_token can say
+    /// how long is left without a second command (TTL).
+    #[serde(rename = "e")]
+    pub expires: i64,
+    /// The client's `token_expire_time` when the token was issued.
+    #[serde(rename = "l")]
+    pub lifetime: u32,
+}
+
+/// What a refresh token stands for: the same fields, plus the access token issued with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshRecord {
+    #[serde(flatten)]
+    pub grant: AccessRecord,
+    /// The hash of the access token issued in the same pair (for revoking the pair).
+    #[serde(rename = "p", with = "hash_text")]
+    pub access: TokenHash,
+}
+
+mod hash_text {
+    use super::TokenHash;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(h: &TokenHash, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&h.encode())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<TokenHash, D::Error> {
+        let text = <&str>::deserialize(d)?;
+        TokenHash::decode(text).ok_or_else(|| serde::de::Error::custom("bad token hash"))
+    }
+}
+
+/// A freshly issued access + refresh pair, as the token store keeps it.
+#[derive(Debug, Clone)]
+pub struct IssuedPair {
+    pub access_hash: TokenHash,
+    pub access: AccessRecord,
+    pub refresh_hash: TokenHash,
+    pub refresh: RefreshRecord,
+}
+
+/// Tokens and short-lived keys. Every operation is one Redis round trip (or a pipeline
+/// of single-key commands), so each is safe on Redis Cluster.
+pub trait TokenStore: Send + Sync + 'static {
+    /// The live access token with this hash, if any: exactly one GET.
+    fn access(
+        &self,
+        hash: &TokenHash,
+    ) -> impl Future<Output = Result<Option<AccessRecord>, StoreError>> + Send;
+
+    /// Stores both tokens of a pair with their TTLs (access: `lifetime`, refresh:
+    /// 2 × `lifetime`) and adds them to the user's index of live tokens.
+    fn issue(&self, pair: &IssuedPair) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Removes and returns the refresh token atomically: of concurrent callers with the
+    /// same hash, exactly one gets `Some`.
+    fn take_refresh(
+        &self,
+        hash: &TokenHash,
+    ) -> impl Future<Output = Result<Option<RefreshRecord>, StoreError>> + Send;
+
+    /// Records a one-time value (a request signature) for `ttl_secs`; `false` when it
+    /// was already recorded (a replay).
+    fn claim_once(
+        &self,
+        value: &str,
+        ttl_secs: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Deletes every live token of a user; returns how many keys were removed.
+    fn revoke_user(&self, username: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Checks that the store answers (readiness).
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// An app allowed to log users in (`oauth2_client_tbl`).
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub app_key: String,
+    pub app_secret: Secret,
+    /// When the client stops being accepted (code 3); `None`: never.
+    pub expire_time: Option<NaiveDateTime>,
+    /// 1: verification codes forced, 2: ignored.
+    pub strict_verify: i32,
+    /// Access-token lifetime in seconds; refresh tokens live twice as long.
+    pub token_expire_time: i32,
+    /// Trusted to call authorize_nopwd.
+    pub allow_nopwd: bool,
+    pub disabled: bool,
+}
+
+/// A client to create.
+#[derive(Debug, Clone)]
+pub struct NewClient {
+    pub app_key: String,
+    pub app_secret: Secret,
+    pub expire_time: Option<NaiveDateTime>,
+    pub strict_verify: i32,
+    pub token_expire_time: i32,
+    pub allow_nopwd: bool,
+}
+
+/// A user account (`user_account_tbl`).
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: i32,
+    pub account: String,
+    /// An argon2id PHC string, or a legacy plain value imported from an old database.
+    pub password: Secret,
+    pub account_type: i32,
+    pub app_key: String,
+    pub disabled: bool,
+}
+
+/// A user to create; `password` is already hashed.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub account: String,
+    pub password_hash: Secret,
+    pub account_type: i32,
+    pub app_key: String,
+    pub reg_ip: String,
+    pub bundle_id: String,
+}
+
+/// Clients and users.
+pub trait RecordStore: Send + Sync + 'static {
+    fn client(
+        &self,
+        app_key: &str,
+    ) -> impl Future<Output = Result<Option<Client>, StoreError>> + Send;
+    fn clients(&self) -> impl Future<Output = Result<Vec<Client>, StoreError>> + Send;
+    fn create_client(
+        &self,
+        client: &NewClient,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// `false` when no such client exists.
+    fn disable_client(
+        &self,
+        app_key: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    fn user(&self, account: &str) -> impl Future<Output = Result<Option<User>, StoreError>> + Send;
+    fn create_user(&self, user: &NewUser) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// `false` when no such user exists.
+    fn set_password(
+        &self,
+        account: &str,
+        password_hash: &Secret,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// `false` when no such user exists.
+    fn disable_user(&self, account: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

@@ -1,0 +1,4 @@
+//! sea-orm entities for the seed's tables; imported only by `records::sea`.
+pub mod client;
+pub mod user_account;
+pub mod user_info;

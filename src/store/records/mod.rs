@@ -1,0 +1,3 @@
+//! Record store implementations: sea-orm over MySQL/MariaDB or SQLite.
+mod entities;
+pub mod sea;

@@ -1,0 +1,250 @@
+//! The sea-orm record store: the only module that imports the entities. One
+//! implementation serves MySQL/MariaDB and SQLite (the embedded default).
+use std::time::Duration;
+
+use migration::MigratorTrait;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
+    DbErr, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr, TransactionTrait,
+};
+
+use super::entities::{client, user_account, user_info};
+use crate::secret::Secret;
+use crate::store::{Client, NewClient, NewUser, RecordStore, StoreError, User};
+
+/// sea-orm behind the `RecordStore` trait.
+#[derive(Clone)]
+pub struct SeaRecords {
+    db: DatabaseConnection,
+    /// Upper bound on one operation, pool wait included: no request hangs on the database.
+    timeout: Duration,
+    backend: &'static str,
+}
+
+impl SeaRecords {
+    /// Opens a pool on `url` (`mysql://…` or `sqlite://…`). Connections are made on
+    /// demand, so the server starts even while the database is down.
+    pub async fn open(url: &str, timeout: Duration) -> Result<Self, StoreError> {
+        let backend = if url.starts_with("sqlite:") {
+            "sqlite"
+        } else {
+            "mysql"
+        };
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .connect_timeout(timeout)
+            .acquire_timeout(timeout)
+            .max_connections(if backend == "sqlite" { 4 } else { 16 })
+            .min_connections(0)
+            .connect_lazy(backend == "mysql")
+            .sqlx_logging(false);
+        let db = Database::connect(options).await.map_err(db_error)?;
+        Ok(Self {
+            db,
+            timeout,
+            backend,
+        })
+    }
+
+    /// `mysql` or `sqlite`, for logs.
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        migration::Migrator::up(&self.db, None)
+            .await
+            .map_err(db_error)
+    }
+
+    async fn bounded<T>(
+        &self,
+        op: impl std::future::Future<Output = Result<T, DbErr>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, op).await {
+            Ok(result) => result.map_err(db_error),
+            Err(elapsed) => Err(StoreError::Unavailable {
+                store: "sql",
+                source: Box::new(elapsed),
+            }),
+        }
+    }
+}
+
+fn db_error(e: DbErr) -> StoreError {
+    if let Some(SqlErr::UniqueConstraintViolation(_)) = e.sql_err() {
+        return StoreError::Conflict;
+    }
+    StoreError::Unavailable {
+        store: "sql",
+        source: Box::new(e),
+    }
+}
+
+impl From<client::Model> for Client {
+    fn from(m: client::Model) -> Self {
+        Client {
+            app_key: m.app_key,
+            app_secret: Secret::new(m.app_secret),
+            expire_time: m.expire_time,
+            strict_verify: m.strict_verify,
+            token_expire_time: m.token_expire_time,
+            allow_nopwd: m.allow_nopwd,
+            disabled: m.disabled,
+        }
+    }
+}
+
+impl From<user_account::Model> for User {
+    fn from(m: user_account::Model) -> Self {
+        User {
+            id: m.id,
+            account: m.account,
+            password: Secret::new(m.password),
+            account_type: m.account_type,
+            app_key: m.app_key,
+            disabled: m.disabled,
+        }
+    }
+}
+
+impl RecordStore for SeaRecords {
+    async fn client(&self, app_key: &str) -> Result<Option<Client>, StoreError> {
+        let found = self
+            .bounded(
+                client::Entity::find()
+                    .filter(client::Column::AppKey.eq(app_key))
+                    .one(&self.db),
+            )
+            .await?;
+        Ok(found.map(Client::from))
+    }
+
+    async fn clients(&self) -> Result<Vec<Client>, StoreError> {
+        let all = self
+            .bounded(
+                client::Entity::find()
+                    .order_by_asc(client::Column::AppKey)
+                    .all(&self.db),
+            )
+            .await?;
+        Ok(all.into_iter().map(Client::from).collect())
+    }
+
+    async fn create_client(&self, c: &NewClient) -> Result<(), StoreError> {
+        let row = client::ActiveModel {
+            app_key: Set(c.app_key.clone()),
+            app_secret: Set(c.app_secret.expose().to_owned()),
+            expire_time: Set(c.expire_time),
+            strict_verify: Set(c.strict_verify),
+            token_expire_time: Set(c.token_expire_time),
+            allow_nopwd: Set(c.allow_nopwd),
+            disabled: Set(false),
+            ..Default::default()
+        };
+        self.bounded(row.insert(&self.db)).await.map(|_| ())
+    }
+
+    async fn disable_client(&self, app_key: &str) -> Result<bool, StoreError> {
+        // MySQL counts changed rows, not matched ones: look the row up first so that
+        // disabling twice is not "no such client".
+        if self.client(app_key).await?.is_none() {
+            return Ok(false);
+        }
+        self.bounded(
+            client::Entity::update_many()
+                .col_expr(client::Column::Disabled, Expr::value(true))
+                .filter(client::Column::AppKey.eq(app_key))
+                .exec(&self.db),
+        )
+        .await?;
+        Ok(true)
+    }
+
+    async fn user(&self, account: &str) -> Result<Option<User>, StoreError> {
+        let found = self
+            .bounded(
+                user_account::Entity::find()
+                    .filter(user_account::Column::Account.eq(account))
+                    .one(&self.db),
+            )
+            .await?;
+        Ok(found.map(User::from))
+    }
+
+    async fn create_user(&self, u: &NewUser) -> Result<(), StoreError> {
+        let u = u.clone();
+        let create = self.db.transaction::<_, (), DbErr>(move |txn| {
+            Box::pin(async move {
+                let info = user_info::ActiveModel {
+                    nickname: Set(u.account.clone()),
+                    headurl: Set(String::new()),
+                    ..Default::default()
+                }
+                .insert(txn)
+                .await?;
+                user_account::ActiveModel {
+                    account: Set(u.account),
+                    password: Set(u.password_hash.expose().to_owned()),
+                    account_type: Set(u.account_type),
+                    app_key: Set(u.app_key),
+                    user_info_id: Set(Some(info.id)),
+                    reg_time: Set(chrono::Utc::now().naive_utc()),
+                    reg_ip: Set(u.reg_ip),
+                    bundle_id: Set(u.bundle_id),
+                    disabled: Set(false),
+                    ..Default::default()
+                }
+                .insert(txn)
+                .await?;
+                Ok(())
+            })
+        });
+        match tokio::time::timeout(self.timeout, create).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(sea_orm::TransactionError::Connection(e)))
+            | Ok(Err(sea_orm::TransactionError::Transaction(e))) => Err(db_error(e)),
+            Err(elapsed) => Err(StoreError::Unavailable {
+                store: "sql",
+                source: Box::new(elapsed),
+            }),
+        }
+    }
+
+    async fn set_password(&self, account: &str, hash: &Secret) -> Result<bool, StoreError> {
+        let result = self
+            .bounded(
+                user_account::Entity::update_many()
+                    .col_expr(
+                        user_account::Column::Password,
+                        Expr::value(hash.expose().to_owned()),
+                    )
+                    .filter(user_account::Column::Account.eq(account))
+                    .exec(&self.db),
+            )
+            .await?;
+        Ok(result.rows_affected > 0)
+    }
+
+    async fn disable_user(&self, account: &str) -> Result<bool, StoreError> {
+        if self.user(account).await?.is_none() {
+            return Ok(false);
+        }
+        self.bounded(
+            user_account::Entity::update_many()
+                .col_expr(user_account::Column::Disabled, Expr::value(true))
+                .filter(user_account::Column::Account.eq(account))
+                .exec(&self.db),
+        )
+        .await?;
+        Ok(true)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.bounded(self.db.execute_unprepared("SELECT 1"))
+            .await
+            .map(|_| ())
+    }
+}

@@ -1,0 +1,57 @@
+//! Token store implementations and `Tokens`, the one the server picked at start.
+pub mod memory;
+pub mod redis;
+
+use super::{AccessRecord, IssuedPair, RefreshRecord, StoreError, TokenHash, TokenStore};
+
+/// Unix time in whole seconds.
+pub fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// The token store chosen from the configuration: Redis when `REDIS_URL` is set, the
+/// in-process store otherwise. An enum rather than `dyn`: a static dispatch per call.
+pub enum Tokens {
+    Redis(redis::RedisTokens),
+    Memory(memory::MemoryTokens),
+}
+
+impl Tokens {
+    /// A short name for logs and readiness answers.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Tokens::Redis(_) => "redis",
+            Tokens::Memory(_) => "in-process",
+        }
+    }
+}
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            Tokens::Redis($s) => $call.await,
+            Tokens::Memory($s) => $call.await,
+        }
+    };
+}
+
+impl TokenStore for Tokens {
+    async fn access(&self, hash: &TokenHash) -> Result<Option<AccessRecord>, StoreError> {
+        dispatch!(self, s => s.access(hash))
+    }
+    async fn issue(&self, pair: &IssuedPair) -> Result<(), StoreError> {
+        dispatch!(self, s => s.issue(pair))
+    }
+    async fn take_refresh(&self, hash: &TokenHash) -> Result<Option<RefreshRecord>, StoreError> {
+        dispatch!(self, s => s.take_refresh(hash))
+    }
+    async fn claim_once(&self, value: &str, ttl_secs: u64) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.claim_once(value, ttl_secs))
+    }
+    async fn revoke_user(&self, username: &str) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.revoke_user(username))
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, s => s.ping())
+    }
+}
