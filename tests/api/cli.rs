@@ -1,0 +1,146 @@
+//! The `tokencache` command line against a real database: clients and users.
+use std::process::Output;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+fn run(database_url: &str, args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tokencache"))
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env_remove("REDIS_URL")
+        .env("TOKENCACHE_ARGON2_MEMORY_KIB", "256")
+        .env("TOKENCACHE_ARGON2_ITERATIONS", "1")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("tokencache runs")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_and_users_made_with_the_cli_can_log_in() {
+    let Some((settings, db, sqlite)) = TestApp::fresh_settings(Backend::Real).await else {
+        return;
+    };
+    let url = settings.database_url.clone().unwrap();
+    ok(&run(&url, &["migrate"]));
+    let created: Value = serde_json::from_str(&ok(&run(
+        &url,
+        &[
+            "client",
+            "create",
+            "--app-key",
+            "cliapp",
+            "--token-ttl",
+            "600",
+            "--json",
+        ],
+    )))
+    .unwrap();
+    assert_eq!(created["app_key"], json!("cliapp"));
+    let secret = created["app_secret"].as_str().unwrap().to_owned();
+    assert_eq!(secret.len(), 32);
+    // The same app_key twice is refused.
+    let again = run(
+        &url,
+        &[
+            "client",
+            "create",
+            "--app-key",
+            "cliapp",
+            "--token-ttl",
+            "600",
+        ],
+    );
+    assert!(!again.status.success());
+    ok(&run(
+        &url,
+        &[
+            "user",
+            "create",
+            "--username",
+            "bob@example.com",
+            "--password",
+            "pw-of-bob",
+        ],
+    ));
+    let list = ok(&run(&url, &["client", "list"]));
+    assert!(
+        list.contains("cliapp\t600\t1\tnever\tfalse\tfalse"),
+        "{list}"
+    );
+    assert!(!list.contains(&secret), "list never shows secrets");
+    let show = ok(&run(&url, &["client", "show", "cliapp"]));
+    assert!(
+        show.contains("token_ttl: 600") && !show.contains(&secret),
+        "{show}"
+    );
+    assert!(ok(&run(&url, &["client", "show", "cliapp", "--reveal-secret"])).contains(&secret));
+    assert!(!run(&url, &["client", "show", "nope"]).status.success());
+
+    let app = TestApp::start(Backend::Real, settings, db, sqlite).await;
+    let t = now_ms().to_string();
+    let login = json!({
+        "appid": "cliapp", "username": "bob@example.com", "password": "pw-of-bob", "time": t,
+        "token": sign(&["cliapp", "bob@example.com", "pw-of-bob", &t], &secret),
+    });
+    let (status, v) = app.post("/api/v1/authorize", &login).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["expire_time"], json!("600"));
+
+    ok(&run(
+        &url,
+        &["user", "set-password", "bob@example.com", "new-pw"],
+    ));
+    let t = now_ms().to_string();
+    let login = json!({
+        "appid": "cliapp", "username": "bob@example.com", "password": "new-pw", "time": t,
+        "token": sign(&["cliapp", "bob@example.com", "new-pw", &t], &secret),
+    });
+    assert_eq!(
+        app.post("/api/v1/authorize", &login).await.0,
+        StatusCode::OK
+    );
+
+    ok(&run(&url, &["client", "disable", "cliapp"]));
+    let t = now_ms().to_string();
+    let login = json!({
+        "appid": "cliapp", "username": "bob@example.com", "password": "new-pw", "time": t,
+        "token": sign(&["cliapp", "bob@example.com", "new-pw", &t], &secret),
+    });
+    assert_fails(&app.post("/api/v1/authorize", &login).await, 401, 1002);
+    assert!(!run(&url, &["user", "disable", "nobody"]).status.success());
+    app.cleanup().await;
+}
+
+#[test]
+fn help_documents_every_setting_with_its_environment_variable() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tokencache"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for env in [
+        "DATABASE_URL",
+        "REDIS_URL",
+        "TOKENCACHE_LISTEN",
+        "TOKENCACHE_FRESHNESS_WINDOW",
+        "TOKENCACHE_COMPAT_HTTP_200",
+        "TOKENCACHE_MAX_BODY_BYTES",
+        "TOKENCACHE_NO_MIGRATE",
+        "TOKENCACHE_REDIS_PREFIX",
+    ] {
+        assert!(help.contains(env), "{env} missing from serve --help");
+    }
+}

@@ -1,0 +1,167 @@
+//! Stores going down: Redis (an instance this test starts and kills) and MySQL (cut off
+//! behind a TCP proxy this test owns). The shared services are never touched.
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+use crate::helpers::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A redis-server of this test's own on `port`, killed on drop.
+struct OwnRedis(tokio::process::Child);
+
+impl OwnRedis {
+    async fn start(port: u16) -> Option<OwnRedis> {
+        let child = tokio::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn();
+        let child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                service_missing("the redis-server program", &e);
+                return None;
+            }
+        };
+        for _ in 0..100 {
+            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return Some(OwnRedis(child));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server on port {port} did not start");
+    }
+
+    async fn kill(mut self) {
+        self.0.kill().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_token_answers_503_when_redis_is_down_and_recovers_when_it_is_back() {
+    let port = free_port();
+    let Some(redis) = OwnRedis::start(port).await else {
+        return;
+    };
+    let Some((mut settings, db, _)) = TestApp::fresh_settings(Backend::Real).await else {
+        return;
+    };
+    settings.redis_url = Some(format!("redis://127.0.0.1:{port}/0"));
+    settings.redis_timeout = Duration::from_millis(300);
+    let app = TestApp::start(Backend::Real, settings, db, None).await;
+    app.create_client(APP_KEY, APP_SECRET, 3600, false, None)
+        .await;
+    app.create_user("alice", PASSWORD).await;
+    let (access, refresh) = app.login().await;
+    assert_eq!(app.check_token(&access).await.0, StatusCode::OK);
+
+    redis.kill().await;
+    // The client's 10 s timeout turns a hang into a failure.
+    assert_fails(&app.check_token(&access).await, 503, 1);
+    assert_fails(&app.check_token(&access).await, 503, 1);
+    assert_fails(&app.refresh(&refresh).await, 503, 1);
+    assert_fails(&app.authorize("alice", PASSWORD).await, 503, 1);
+
+    // Back on the same port (empty: nothing persisted), the server recovers by itself.
+    let _redis = OwnRedis::start(port).await.unwrap();
+    let mut answered = None;
+    for _ in 0..50 {
+        let got = app.check_token(&access).await;
+        if got.0 != StatusCode::SERVICE_UNAVAILABLE {
+            answered = Some(got);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = answered.expect("check_token recovered after Redis came back");
+    assert_fails(&got, 401, 102);
+    let (access, _) = app.login().await;
+    assert_eq!(app.check_token(&access).await.0, StatusCode::OK);
+    app.cleanup().await;
+}
+
+/// A TCP proxy to MariaDB that the test can cut: every connection through it dies and
+/// new ones are refused, as when the database host goes away.
+struct CuttableProxy {
+    addr: SocketAddr,
+    tasks: JoinSet<()>,
+}
+
+impl CuttableProxy {
+    async fn to(target: &'static str) -> CuttableProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut tasks = JoinSet::new();
+        tasks.spawn(async move {
+            let mut conns = JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                conns.spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        CuttableProxy { addr, tasks }
+    }
+
+    /// Drops the listener and every proxied connection.
+    fn cut(&mut self) {
+        self.tasks.abort_all();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_token_and_refresh_keep_working_while_mysql_is_down() {
+    let Some((mut settings, db, _)) = TestApp::fresh_settings(Backend::Real).await else {
+        return;
+    };
+    let mut proxy = CuttableProxy::to("127.0.0.1:3306").await;
+    let db_name = db.clone().unwrap();
+    settings.database_url = Some(format!("mysql://root@{}/{db_name}", proxy.addr));
+    settings.database_timeout = Duration::from_millis(1000);
+    let app = TestApp::start(Backend::Real, settings, db, None).await;
+    app.create_client(APP_KEY, APP_SECRET, 3600, false, None)
+        .await;
+    app.create_user("alice", PASSWORD).await;
+    let (access, refresh) = app.login().await;
+
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let (status, v) = app.check_token(&access).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["username"], json!("alice"));
+    let (status, v) = app.refresh(&refresh).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (status, v) = app
+        .check_token(v["data"]["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_fails(&app.authorize("alice", PASSWORD).await, 503, 1);
+    assert_fails(&app.authorize("alice", PASSWORD).await, 503, 1);
+    app.cleanup().await;
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the real server in-process on port 0, spoken to over HTTP, on
+//! MariaDB + Redis and on the embedded stores.
+mod helpers;
+
+mod authorize;
+mod check_and_refresh;
+mod cli;
+mod faults;
+mod redis_layout;
+mod transport;

@@ -1,0 +1,121 @@
+//! What lands in Redis: TTLs from the client's token_expire_time, keys derived from the
+//! token's hash, never the raw token.
+use reqwest::StatusCode;
+
+use crate::helpers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_keys_carry_the_client_lifetimes_and_never_the_raw_token() {
+    let Some(app) = TestApp::spawn(Backend::Real).await else {
+        return;
+    };
+    let (access, refresh) = app.login().await;
+    let mut conn = redis_conn().await.unwrap();
+    let prefix = &app.settings.redis_prefix;
+    let keys = redis_keys(&mut conn, prefix).await;
+    let access_keys: Vec<_> = keys
+        .iter()
+        .filter(|k| k.starts_with(&format!("{prefix}a:")))
+        .collect();
+    let refresh_keys: Vec<_> = keys
+        .iter()
+        .filter(|k| k.starts_with(&format!("{prefix}r:")))
+        .collect();
+    assert_eq!(access_keys.len(), 1, "{keys:?}");
+    assert_eq!(refresh_keys.len(), 1, "{keys:?}");
+
+    let ttl = |key: String| {
+        let mut conn = conn.clone();
+        async move {
+            redis::cmd("TTL")
+                .arg(key)
+                .query_async::<i64>(&mut conn)
+                .await
+                .unwrap()
+        }
+    };
+    let access_ttl = ttl(access_keys[0].clone()).await;
+    let refresh_ttl = ttl(refresh_keys[0].clone()).await;
+    assert!(
+        (3595..=3600).contains(&access_ttl),
+        "access TTL {access_ttl}"
+    );
+    assert!(
+        (7195..=7200).contains(&refresh_ttl),
+        "refresh TTL {refresh_ttl}"
+    );
+    let index_ttl = ttl(format!("{prefix}u:alice")).await;
+    assert!((7195..=7200).contains(&index_ttl), "index TTL {index_ttl}");
+
+    // No key and no value holds a raw token.
+    for key in &keys {
+        assert!(!key.contains(&access) && !key.contains(&refresh), "{key}");
+        let kind: String = redis::cmd("TYPE")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let dump: Vec<String> = if kind == "string" {
+            vec![redis::cmd("GET")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .unwrap()]
+        } else {
+            redis::cmd("ZRANGE")
+                .arg(key)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut conn)
+                .await
+                .unwrap()
+        };
+        for value in dump {
+            assert!(
+                !value.contains(&access) && !value.contains(&refresh),
+                "{key} = {value}"
+            );
+        }
+    }
+
+    // A refresh rotates: the old refresh key is gone, the new pair has fresh TTLs.
+    let (status, _) = app.refresh(&refresh).await;
+    assert_eq!(status, StatusCode::OK);
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(refresh_keys[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(exists, 0);
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_lived_client_gets_short_redis_ttls() {
+    let Some(app) = TestApp::spawn(Backend::Real).await else {
+        return;
+    };
+    app.create_client("brief", "brief-secret", 90, false, None)
+        .await;
+    let t = now_ms().to_string();
+    let body = serde_json::json!({
+        "appid": "brief", "username": "alice", "password": PASSWORD, "time": t,
+        "token": sign(&["brief", "alice", PASSWORD, &t], "brief-secret"),
+    });
+    assert_eq!(app.post("/api/v1/authorize", &body).await.0, StatusCode::OK);
+    let mut conn = redis_conn().await.unwrap();
+    let prefix = &app.settings.redis_prefix;
+    for key in redis_keys(&mut conn, prefix).await {
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if key.starts_with(&format!("{prefix}a:")) {
+            assert!((85..=90).contains(&ttl), "{key}: {ttl}");
+        } else if key.starts_with(&format!("{prefix}r:")) {
+            assert!((175..=180).contains(&ttl), "{key}: {ttl}");
+        }
+    }
+    app.cleanup().await;
+}
