@@ -12,7 +12,7 @@ use crate::store::records::sea::SeaRecords;
 use crate::store::tokens::memory::MemoryTokens;
 use crate::store::tokens::redis::RedisTokens;
 use crate::store::tokens::Tokens;
-use crate::store::StoreError;
+use crate::store::{RecordStore, StoreError};
 
 /// The record store used when no `DATABASE_URL` is given.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./tokencache.db?mode=rwc";
@@ -91,7 +91,8 @@ pub async fn engine(settings: &Settings) -> Result<AppEngine, StartError> {
 /// Builds the shared state and logs which stores are in use.
 pub async fn state(settings: &Settings) -> Result<Arc<AppState>, StartError> {
     let engine = engine(settings).await?;
-    let records = engine.records.backend();
+    crate::telemetry::install();
+    let records = engine.records.name();
     match engine.tokens {
         Tokens::Redis(_) => tracing::info!(records, tokens = "redis", "stores ready"),
         Tokens::Memory(_) => tracing::warn!(

@@ -19,6 +19,15 @@ use crate::secret::Secret;
     about = "A fast, stateless token server for API gateways (drop-in for xxjwxc/oauth2)"
 )]
 pub struct Cli {
+    /// Log line format on stderr; RUST_LOG filters the lines (default: info).
+    #[arg(
+        long,
+        env = "TOKENCACHE_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
     #[command(flatten)]
     pub stores: StoreArgs,
     #[command(subcommand)]
@@ -97,6 +106,12 @@ pub enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

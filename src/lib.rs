@@ -10,7 +10,8 @@
 //! - [`store`]: `TokenStore` (Redis in `store::tokens::redis`, or in-process) and
 //!   `RecordStore` (sea-orm over MySQL/MariaDB or SQLite in `store::records::sea`).
 //!
-//! [`app`] wires them from [`app::Settings`]; [`cli`] is the command line.
+//! [`app`] wires them from [`app::Settings`]; [`cli`] is the command line;
+//! [`telemetry`] names every metric and renders them for `/metrics`.
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -19,3 +20,4 @@ pub mod domain;
 pub mod http;
 pub mod secret;
 pub mod store;
+pub mod telemetry;

@@ -45,6 +45,14 @@ impl<T: TokenStore, R: RecordStore> Engine<T, R> {
         login: &Login<'_>,
         with_password: bool,
     ) -> Result<Issued, DomainError> {
+        let result = self.login(login, with_password).await;
+        if let Err(e) = &result {
+            crate::telemetry::login_failure(e.reason());
+        }
+        result
+    }
+
+    async fn login(&self, login: &Login<'_>, with_password: bool) -> Result<Issued, DomainError> {
         // 1. parameters (1001)
         let appid = required(login.appid, "appid")?;
         let username = required(login.username, "username")?;
@@ -106,7 +114,12 @@ impl<T: TokenStore, R: RecordStore> Engine<T, R> {
         }
 
         let lifetime = u32::try_from(client.token_expire_time).unwrap_or(1);
-        self.issue(&user.account, &client.app_key, token_type, lifetime)
+        let route = if with_password {
+            "authorize"
+        } else {
+            "authorize_nopwd"
+        };
+        self.issue(route, &user.account, &client.app_key, token_type, lifetime)
             .await
     }
 

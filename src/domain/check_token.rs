@@ -1,6 +1,7 @@
 //! check_token, the hot path: one token-store read, no SQL.
 use super::{required, DomainError, Engine};
 use crate::store::{RecordStore, TokenHash, TokenStore};
+use crate::telemetry;
 
 /// What a live access token tells a gateway.
 #[derive(Debug)]
@@ -15,6 +16,16 @@ pub struct TokenInfo {
 impl<T: TokenStore, R: RecordStore> Engine<T, R> {
     /// Looks up an access token: exactly one GET on the token store.
     pub async fn check_token(&self, token: Option<&str>) -> Result<TokenInfo, DomainError> {
+        let result = self.lookup(token).await;
+        telemetry::token_check(match &result {
+            Ok(_) => "valid",
+            Err(DomainError::Store(_)) => "store_error",
+            Err(_) => "invalid",
+        });
+        result
+    }
+
+    async fn lookup(&self, token: Option<&str>) -> Result<TokenInfo, DomainError> {
         let token = required(token, "token")?;
         let record = self
             .tokens

@@ -66,6 +66,28 @@ pub enum DomainError {
     Password(#[from] PasswordError),
 }
 
+impl DomainError {
+    /// A short, fixed name for the failure (a metrics label).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DomainError::InvalidParam(_) => "invalid_param",
+            DomainError::UnknownClient => "unknown_client",
+            DomainError::NopwdNotAllowed => "nopwd_not_allowed",
+            DomainError::ClientExpired => "client_expired",
+            DomainError::BadSignature => "bad_signature",
+            DomainError::StaleTime => "stale_time",
+            DomainError::Replay => "replay",
+            DomainError::BadCredentials => "bad_credentials",
+            DomainError::UserDisabled => "user_disabled",
+            DomainError::InvalidToken => "invalid_token",
+            DomainError::AlreadyExists => "already_exists",
+            DomainError::NotFound => "not_found",
+            DomainError::Store(_) => "store_error",
+            DomainError::Password(_) => "internal",
+        }
+    }
+}
+
 /// A freshly issued token pair, as returned to the client.
 #[derive(Debug)]
 pub struct Issued {
@@ -98,6 +120,7 @@ impl<T: TokenStore, R: RecordStore> Engine<T, R> {
     /// Creates and stores a new access + refresh pair for a user of a client.
     async fn issue(
         &self,
+        route: &'static str,
         username: &str,
         app_key: &str,
         token_type: &str,
@@ -129,6 +152,7 @@ impl<T: TokenStore, R: RecordStore> Engine<T, R> {
             refresh,
         };
         self.tokens.issue(&pair).await?;
+        crate::telemetry::tokens_issued(route);
         Ok(Issued {
             access_token: Secret::new(access_token),
             refresh_token: Secret::new(refresh_token),

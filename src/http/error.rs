@@ -17,8 +17,9 @@ pub enum ApiError {
     TooLarge,
     #[error("no such route")]
     NoRoute,
+    /// The route exists with another method (the one allowed).
     #[error("method not allowed")]
-    WrongMethod,
+    WrongMethod(&'static str),
 }
 
 impl ApiError {
@@ -29,7 +30,7 @@ impl ApiError {
             ApiError::BadBody(_) => (Code::ParamInvalid, None),
             ApiError::TooLarge => (Code::ParamInvalid, Some(StatusCode::PAYLOAD_TOO_LARGE)),
             ApiError::NoRoute => (Code::NotFound, None),
-            ApiError::WrongMethod => (Code::Forbidden, Some(StatusCode::METHOD_NOT_ALLOWED)),
+            ApiError::WrongMethod(_) => (Code::Forbidden, Some(StatusCode::METHOD_NOT_ALLOWED)),
             ApiError::Domain(e) => match e {
                 D::InvalidParam(_) => (Code::ParamInvalid, None),
                 D::UnknownClient | D::NopwdNotAllowed => (Code::AppidInvalid, None),

@@ -3,17 +3,18 @@
 pub mod body;
 pub mod envelope;
 pub mod error;
+mod ops;
 mod tokens;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::body::Incoming;
-use hyper::header::{HeaderMap, HeaderValue, ACCEPT_LANGUAGE, ALLOW};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT_LANGUAGE, ALLOW};
 use hyper::http::request::Parts;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -68,6 +69,8 @@ pub struct Request<'a, T, R> {
     body: Bytes,
     pub peer: SocketAddr,
     pub reply: Replier,
+    /// Taken from `x-request-id` or generated; echoed back and put on log lines.
+    pub request_id: &'a str,
 }
 
 impl<T: TokenStore, R: RecordStore> Request<'_, T, R> {
@@ -88,6 +91,44 @@ const POST_ROUTES: [&str; 4] = [
     "/api/v1/check_token",
     "/api/v1/refresh_token",
 ];
+
+/// The routes operators use.
+const GET_ROUTES: [&str; 3] = ["/metrics", "/healthz", "/readyz"];
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The caller's request id when it is a sane one (1-128 visible ASCII), else a new one.
+fn request_id(headers: &HeaderMap) -> String {
+    match headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()) {
+        Some(id) if (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic()) => {
+            id.to_owned()
+        }
+        _ => format!("{:016x}", rand::random::<u64>()),
+    }
+}
+
+/// The route template for metrics: a known route (legacy prefix folded), else "other".
+fn route_label(path: &str) -> &'static str {
+    POST_ROUTES
+        .iter()
+        .chain(GET_ROUTES.iter())
+        .find(|r| **r == path)
+        .copied()
+        .unwrap_or("other")
+}
+
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
 
 /// Maps the legacy prefix `/oauth2/api/v1/…` onto `/api/v1/…`.
 fn canonical(path: &str) -> &str {
@@ -113,12 +154,31 @@ fn lang_of(headers: &HeaderMap, default: Lang) -> Lang {
     }
 }
 
-/// Routes one request; never fails (errors become envelopes).
+/// Routes one request; never fails (errors become envelopes). Times it for metrics and
+/// tags the answer with its request id.
 pub async fn handle<T: TokenStore, R: RecordStore>(
     state: Arc<State<T, R>>,
     peer: SocketAddr,
     req: hyper::Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let id = request_id(req.headers());
+    let method = method_label(req.method());
+    let route = route_label(canonical(req.uri().path()));
+    let mut response = route_request(&state, peer, req, &id).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(X_REQUEST_ID.clone(), value);
+    }
+    crate::telemetry::http_request(route, method, response.status().as_u16(), started);
+    Ok(response)
+}
+
+async fn route_request<T: TokenStore, R: RecordStore>(
+    state: &State<T, R>,
+    peer: SocketAddr,
+    req: hyper::Request<Incoming>,
+    request_id: &str,
+) -> Response<Body> {
     let reply = Replier {
         lang: lang_of(req.headers(), state.http.lang),
         compat_http_200: state.http.compat_http_200,
@@ -126,15 +186,19 @@ pub async fn handle<T: TokenStore, R: RecordStore>(
     let (parts, incoming) = req.into_parts();
     let path = canonical(parts.uri.path()).to_owned();
     let result = match (&parts.method, path.as_str()) {
+        (&Method::GET, "/healthz") => Ok(ops::healthz()),
+        (&Method::GET, "/readyz") => Ok(ops::readyz(state).await),
+        (&Method::GET, "/metrics") => Ok(ops::metrics(state)),
         (&Method::POST, p) if POST_ROUTES.contains(&p) => {
             match body::read(incoming, &parts, state.http.max_body_bytes).await {
                 Ok(body) => {
                     let req = Request {
-                        state: &state,
+                        state,
                         parts,
                         body,
                         peer,
                         reply,
+                        request_id,
                     };
                     match p {
                         "/api/v1/authorize" => tokens::authorize(&req, true).await,
@@ -146,25 +210,26 @@ pub async fn handle<T: TokenStore, R: RecordStore>(
                 Err(e) => Err(e),
             }
         }
-        (_, p) if POST_ROUTES.contains(&p) => Err(ApiError::WrongMethod),
+        (_, p) if POST_ROUTES.contains(&p) => Err(ApiError::WrongMethod("POST")),
+        (_, p) if GET_ROUTES.contains(&p) => Err(ApiError::WrongMethod("GET")),
         _ => Err(ApiError::NoRoute),
     };
-    Ok(result.unwrap_or_else(|e| error_response(&e, reply, &path)))
+    result.unwrap_or_else(|e| error_response(&e, reply, route_label(&path), request_id))
 }
 
 /// The one place an error becomes a response, and is logged.
-fn error_response(e: &ApiError, reply: Replier, path: &str) -> Response<Body> {
+fn error_response(e: &ApiError, reply: Replier, route: &str, request_id: &str) -> Response<Body> {
     if e.is_server_side() {
-        tracing::warn!(route = path, error = %error::chain(e), "request failed");
+        tracing::warn!(route, request_id, error = %error::chain(e), "request failed");
     } else {
-        tracing::debug!(route = path, error = %e, "request refused");
+        tracing::debug!(route, request_id, error = %e, "request refused");
     }
     let (code, status) = e.classify();
     let mut response = reply.fail(code, status);
-    if matches!(e, ApiError::WrongMethod) {
+    if let ApiError::WrongMethod(allow) = e {
         response
             .headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("POST"));
+            .insert(ALLOW, HeaderValue::from_static(allow));
     }
     response
 }

@@ -82,6 +82,7 @@ pub async fn authorize<T: TokenStore, R: RecordStore>(
                 username = login.username.unwrap_or(""),
                 appid = login.appid.unwrap_or(""),
                 peer = %req.peer.ip(),
+                request_id = req.request_id,
                 reason = %e,
                 "login refused"
             );

@@ -120,6 +120,9 @@ pub struct IssuedPair {
 /// Tokens and short-lived keys. Every operation is one Redis round trip (or a pipeline
 /// of single-key commands), so each is safe on Redis Cluster.
 pub trait TokenStore: Send + Sync + 'static {
+    /// What kind of store this is (`redis`, `in-process`), for logs and readiness.
+    fn name(&self) -> &'static str;
+
     /// The live access token with this hash, if any: exactly one GET.
     fn access(
         &self,
@@ -204,6 +207,12 @@ pub struct NewUser {
 
 /// Clients and users.
 pub trait RecordStore: Send + Sync + 'static {
+    /// What kind of store this is (`mysql`, `sqlite`), for logs and readiness.
+    fn name(&self) -> &'static str;
+
+    /// Connections open and in use, for metrics (`None` when not pooled).
+    fn pool_usage(&self) -> Option<(u32, u32)>;
+
     fn client(
         &self,
         app_key: &str,

@@ -6,5 +6,6 @@ mod authorize;
 mod check_and_refresh;
 mod cli;
 mod faults;
+mod ops;
 mod redis_layout;
 mod transport;

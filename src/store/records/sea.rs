@@ -12,6 +12,7 @@ use sea_orm::{
 use super::entities::{client, user_account, user_info};
 use crate::secret::Secret;
 use crate::store::{Client, NewClient, NewUser, RecordStore, StoreError, User};
+use crate::telemetry::StoreOp;
 
 /// sea-orm behind the `RecordStore` trait.
 #[derive(Clone)]
@@ -47,11 +48,6 @@ impl SeaRecords {
         })
     }
 
-    /// `mysql` or `sqlite`, for logs.
-    pub fn backend(&self) -> &'static str {
-        self.backend
-    }
-
     /// Applies every pending migration.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         migration::Migrator::up(&self.db, None)
@@ -61,15 +57,20 @@ impl SeaRecords {
 
     async fn bounded<T>(
         &self,
+        operation: &'static str,
         op: impl std::future::Future<Output = Result<T, DbErr>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, op).await {
+        let timer = StoreOp::start("sql", operation);
+        let result = match tokio::time::timeout(self.timeout, op).await {
             Ok(result) => result.map_err(db_error),
             Err(elapsed) => Err(StoreError::Unavailable {
                 store: "sql",
                 source: Box::new(elapsed),
             }),
-        }
+        };
+        // A unique-key conflict is an answer, not a store failure.
+        timer.finish(!matches!(result, Err(StoreError::Unavailable { .. })));
+        result
     }
 }
 
@@ -111,9 +112,31 @@ impl From<user_account::Model> for User {
 }
 
 impl RecordStore for SeaRecords {
+    fn name(&self) -> &'static str {
+        self.backend
+    }
+
+    fn pool_usage(&self) -> Option<(u32, u32)> {
+        let (size, idle) = match self.backend {
+            "sqlite" => {
+                let pool = self.db.get_sqlite_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            _ => {
+                let pool = self.db.get_mysql_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+        };
+        Some((
+            size,
+            size.saturating_sub(u32::try_from(idle).unwrap_or(u32::MAX)),
+        ))
+    }
+
     async fn client(&self, app_key: &str) -> Result<Option<Client>, StoreError> {
         let found = self
             .bounded(
+                "client",
                 client::Entity::find()
                     .filter(client::Column::AppKey.eq(app_key))
                     .one(&self.db),
@@ -125,6 +148,7 @@ impl RecordStore for SeaRecords {
     async fn clients(&self) -> Result<Vec<Client>, StoreError> {
         let all = self
             .bounded(
+                "clients",
                 client::Entity::find()
                     .order_by_asc(client::Column::AppKey)
                     .all(&self.db),
@@ -144,7 +168,9 @@ impl RecordStore for SeaRecords {
             disabled: Set(false),
             ..Default::default()
         };
-        self.bounded(row.insert(&self.db)).await.map(|_| ())
+        self.bounded("create_client", row.insert(&self.db))
+            .await
+            .map(|_| ())
     }
 
     async fn disable_client(&self, app_key: &str) -> Result<bool, StoreError> {
@@ -154,6 +180,7 @@ impl RecordStore for SeaRecords {
             return Ok(false);
         }
         self.bounded(
+            "disable_client",
             client::Entity::update_many()
                 .col_expr(client::Column::Disabled, Expr::value(true))
                 .filter(client::Column::AppKey.eq(app_key))
@@ -166,6 +193,7 @@ impl RecordStore for SeaRecords {
     async fn user(&self, account: &str) -> Result<Option<User>, StoreError> {
         let found = self
             .bounded(
+                "user",
                 user_account::Entity::find()
                     .filter(user_account::Column::Account.eq(account))
                     .one(&self.db),
@@ -202,20 +230,19 @@ impl RecordStore for SeaRecords {
                 Ok(())
             })
         });
-        match tokio::time::timeout(self.timeout, create).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(sea_orm::TransactionError::Connection(e)))
-            | Ok(Err(sea_orm::TransactionError::Transaction(e))) => Err(db_error(e)),
-            Err(elapsed) => Err(StoreError::Unavailable {
-                store: "sql",
-                source: Box::new(elapsed),
-            }),
-        }
+        self.bounded("create_user", async move {
+            create.await.map_err(|e| match e {
+                sea_orm::TransactionError::Connection(e)
+                | sea_orm::TransactionError::Transaction(e) => e,
+            })
+        })
+        .await
     }
 
     async fn set_password(&self, account: &str, hash: &Secret) -> Result<bool, StoreError> {
         let result = self
             .bounded(
+                "set_password",
                 user_account::Entity::update_many()
                     .col_expr(
                         user_account::Column::Password,
@@ -233,6 +260,7 @@ impl RecordStore for SeaRecords {
             return Ok(false);
         }
         self.bounded(
+            "disable_user",
             user_account::Entity::update_many()
                 .col_expr(user_account::Column::Disabled, Expr::value(true))
                 .filter(user_account::Column::Account.eq(account))
@@ -243,7 +271,7 @@ impl RecordStore for SeaRecords {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.bounded(self.db.execute_unprepared("SELECT 1"))
+        self.bounded("ping", self.db.execute_unprepared("SELECT 1"))
             .await
             .map(|_| ())
     }

@@ -64,6 +64,10 @@ fn lifetime(seconds: u64) -> Duration {
 }
 
 impl TokenStore for MemoryTokens {
+    fn name(&self) -> &'static str {
+        "in-process"
+    }
+
     async fn access(&self, hash: &TokenHash) -> Result<Option<AccessRecord>, StoreError> {
         let now = Instant::now();
         let state = self.lock();

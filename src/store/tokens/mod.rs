@@ -16,16 +16,6 @@ pub enum Tokens {
     Memory(memory::MemoryTokens),
 }
 
-impl Tokens {
-    /// A short name for logs and readiness answers.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Tokens::Redis(_) => "redis",
-            Tokens::Memory(_) => "in-process",
-        }
-    }
-}
-
 macro_rules! dispatch {
     ($self:ident, $s:ident => $call:expr) => {
         match $self {
@@ -36,6 +26,12 @@ macro_rules! dispatch {
 }
 
 impl TokenStore for Tokens {
+    fn name(&self) -> &'static str {
+        match self {
+            Tokens::Redis(s) => s.name(),
+            Tokens::Memory(s) => s.name(),
+        }
+    }
     async fn access(&self, hash: &TokenHash) -> Result<Option<AccessRecord>, StoreError> {
         dispatch!(self, s => s.access(hash))
     }

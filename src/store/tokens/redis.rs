@@ -24,6 +24,7 @@ use redis::{AsyncCommands, RedisError};
 
 use super::super::{AccessRecord, IssuedPair, RefreshRecord, StoreError, TokenHash, TokenStore};
 use super::unix_now;
+use crate::telemetry::{self, StoreOp};
 
 /// Redis behind the `TokenStore` trait.
 #[derive(Clone)]
@@ -45,6 +46,7 @@ impl RedisTokens {
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(200));
         let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
+        telemetry::store_connections("redis", 1);
         Ok(Self {
             conn,
             prefix: prefix.to_owned(),
@@ -60,18 +62,22 @@ impl RedisTokens {
         key
     }
 
-    /// Runs one Redis exchange under the operation timeout.
+    /// Runs one Redis exchange under the operation timeout, timed and counted.
     async fn bounded<T>(
         &self,
+        operation: &'static str,
         op: impl std::future::Future<Output = Result<T, RedisError>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, op).await {
+        let timer = StoreOp::start("redis", operation);
+        let result = match tokio::time::timeout(self.timeout, op).await {
             Ok(result) => result.map_err(unavailable),
             Err(elapsed) => Err(StoreError::Unavailable {
                 store: "redis",
                 source: Box::new(elapsed),
             }),
-        }
+        };
+        timer.finish(result.is_ok());
+        result
     }
 }
 
@@ -91,10 +97,14 @@ fn corrupt(what: &'static str, e: serde_json::Error) -> StoreError {
 }
 
 impl TokenStore for RedisTokens {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
     async fn access(&self, hash: &TokenHash) -> Result<Option<AccessRecord>, StoreError> {
         let key = self.key("a:", &hash.encode());
         let mut conn = self.conn.clone();
-        let raw: Option<Vec<u8>> = self.bounded(conn.get(key)).await?;
+        let raw: Option<Vec<u8>> = self.bounded("get_access", conn.get(key)).await?;
         raw.map(|v| serde_json::from_slice(&v).map_err(|e| corrupt("access token", e)))
             .transpose()
     }
@@ -132,13 +142,14 @@ impl TokenStore for RedisTokens {
             .set_ex(self.key("r:", &refresh_id), refresh_value, refresh_ttl)
             .ignore();
         let mut conn = self.conn.clone();
-        self.bounded(pipe.query_async::<()>(&mut conn)).await
+        self.bounded("issue", pipe.query_async::<()>(&mut conn))
+            .await
     }
 
     async fn take_refresh(&self, hash: &TokenHash) -> Result<Option<RefreshRecord>, StoreError> {
         let key = self.key("r:", &hash.encode());
         let mut conn = self.conn.clone();
-        let raw: Option<Vec<u8>> = self.bounded(conn.get_del(key)).await?;
+        let raw: Option<Vec<u8>> = self.bounded("take_refresh", conn.get_del(key)).await?;
         raw.map(|v| serde_json::from_slice(&v).map_err(|e| corrupt("refresh token", e)))
             .transpose()
     }
@@ -148,6 +159,7 @@ impl TokenStore for RedisTokens {
         let mut conn = self.conn.clone();
         let set: Option<String> = self
             .bounded(
+                "claim_once",
                 redis::cmd("SET")
                     .arg(key)
                     .arg(1)
@@ -163,7 +175,9 @@ impl TokenStore for RedisTokens {
     async fn revoke_user(&self, username: &str) -> Result<u64, StoreError> {
         let index = self.key("u:", username);
         let mut conn = self.conn.clone();
-        let members: Vec<String> = self.bounded(conn.zrange(&index, 0, -1)).await?;
+        let members: Vec<String> = self
+            .bounded("revoke_user", conn.zrange(&index, 0, -1))
+            .await?;
         // One DEL per key: the keys sit on different cluster slots.
         let mut pipe = redis::pipe();
         for member in &members {
@@ -172,13 +186,15 @@ impl TokenStore for RedisTokens {
             pipe.del(self.key(kind, id));
         }
         pipe.del(&index).ignore();
-        let removed: Vec<u64> = self.bounded(pipe.query_async(&mut conn)).await?;
+        let removed: Vec<u64> = self
+            .bounded("revoke_user", pipe.query_async(&mut conn))
+            .await?;
         Ok(removed.iter().sum())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        self.bounded(redis::cmd("PING").query_async::<()>(&mut conn))
+        self.bounded("ping", redis::cmd("PING").query_async::<()>(&mut conn))
             .await
     }
 }
