@@ -7,7 +7,6 @@ pub mod tokens;
 use std::future::Future;
 
 use chrono::NaiveDateTime;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::secret::Secret;
@@ -35,17 +34,21 @@ pub enum StoreError {
     },
 }
 
-/// The SHA-256 of a token: what the token stores key on, so a dump of Redis never
-/// holds a usable token.
+/// The first 128 bits of the SHA-256 of a token: what the token stores key on, so a dump
+/// of Redis never holds a usable token. 128 bits keep keys short (memory per token) while
+/// a collision or a preimage stays out of reach.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TokenHash(pub [u8; 32]);
+pub struct TokenHash(pub [u8; 16]);
 
 impl TokenHash {
     pub fn of(token: &str) -> Self {
-        Self(Sha256::digest(token.as_bytes()).into())
+        let digest = Sha256::digest(token.as_bytes());
+        let mut prefix = [0u8; 16];
+        prefix.copy_from_slice(&digest[..16]);
+        Self(prefix)
     }
 
-    /// URL-safe base64 without padding: 43 characters, shorter than hex in Redis keys.
+    /// URL-safe base64 without padding: 22 characters.
     pub fn encode(&self) -> String {
         use base64::Engine;
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.0)
@@ -66,46 +69,25 @@ impl std::fmt::Debug for TokenHash {
     }
 }
 
-/// What an access token stands for. Short serde names keep each Redis value small.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What an access token stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessRecord {
-    #[serde(rename = "u")]
     pub username: String,
-    #[serde(rename = "a")]
     pub app_key: String,
-    #[serde(rename = "t")]
     pub token_type: String,
     /// Unix seconds at which the token dies; kept in the value so check_token can say
     /// how long is left without a second command (TTL).
-    #[serde(rename = "e")]
     pub expires: i64,
     /// The client's `token_expire_time` when the token was issued.
-    #[serde(rename = "l")]
     pub lifetime: u32,
 }
 
 /// What a refresh token stands for: the same fields, plus the access token issued with it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshRecord {
-    #[serde(flatten)]
     pub grant: AccessRecord,
     /// The hash of the access token issued in the same pair (for revoking the pair).
-    #[serde(rename = "p", with = "hash_text")]
     pub access: TokenHash,
-}
-
-mod hash_text {
-    use super::TokenHash;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(h: &TokenHash, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&h.encode())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<TokenHash, D::Error> {
-        let text = <&str>::deserialize(d)?;
-        TokenHash::decode(text).ok_or_else(|| serde::de::Error::custom("bad token hash"))
-    }
 }
 
 /// A freshly issued access + refresh pair, as the token store keeps it.

@@ -1,6 +1,7 @@
 //! Token store implementations and `Tokens`, the one the server picked at start.
 pub mod memory;
 pub mod redis;
+mod value;
 
 use super::{AccessRecord, IssuedPair, RefreshRecord, StoreError, TokenHash, TokenStore};
 

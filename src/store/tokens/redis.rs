@@ -5,14 +5,17 @@
 //!
 //! | key | type | TTL | holds |
 //! |---|---|---|---|
-//! | `P a:<hash>` | string | the client's `token_expire_time` | an access token's record (JSON) |
-//! | `P r:<hash>` | string | 2 × `token_expire_time` | a refresh token's record (JSON) |
-//! | `P u:<username>` | sorted set | the longest-lived member | `a<hash>` / `r<hash>`, score = expiry |
+//! | `P a:<hash>` | string | the client's `token_expire_time` | an access token's record |
+//! | `P r:<hash>` | string | 2 × `token_expire_time` | a refresh token's record |
+//! | `P u:<username>` | sorted set | the longest-lived member | `<access hash><refresh hash>` per pair, score = the pair's end |
 //! | `P s:<value>` | string | the freshness window | a request signature already used |
 //!
 //! Every command touches one key, and the multi-command writes are plain (non-atomic)
 //! pipelines, so the layout works unchanged on Redis Cluster. The one atomic step that
 //! matters, single-use refresh, is a single GETDEL.
+//!
+//! `<hash>` is 22 characters (128 bits of SHA-256, base64url); values are in the compact
+//! form of `value.rs`.
 //!
 //! One multiplexed connection (`ConnectionManager`) serves every request: concurrent
 //! requests are pipelined on it, it reconnects by itself, and no pool checkout (which
@@ -23,6 +26,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, RedisError};
 
 use super::super::{AccessRecord, IssuedPair, RefreshRecord, StoreError, TokenHash, TokenStore};
+use super::value;
 use super::unix_now;
 use crate::telemetry::{self, StoreOp};
 
@@ -88,13 +92,16 @@ fn unavailable(e: RedisError) -> StoreError {
     }
 }
 
-fn corrupt(what: &'static str, e: serde_json::Error) -> StoreError {
+fn corrupt(what: &'static str) -> StoreError {
     StoreError::Corrupt {
         store: "redis",
         what,
-        detail: e.to_string(),
+        detail: "unreadable value".into(),
     }
 }
+
+/// The length of an encoded `TokenHash`; an index member is two of them.
+const HASH_TEXT_LEN: usize = 22;
 
 impl TokenStore for RedisTokens {
     fn name(&self) -> &'static str {
@@ -104,8 +111,8 @@ impl TokenStore for RedisTokens {
     async fn access(&self, hash: &TokenHash) -> Result<Option<AccessRecord>, StoreError> {
         let key = self.key("a:", &hash.encode());
         let mut conn = self.conn.clone();
-        let raw: Option<Vec<u8>> = self.bounded("get_access", conn.get(key)).await?;
-        raw.map(|v| serde_json::from_slice(&v).map_err(|e| corrupt("access token", e)))
+        let raw: Option<String> = self.bounded("get_access", conn.get(key)).await?;
+        raw.map(|v| value::decode_access(&v).ok_or_else(|| corrupt("access token")))
             .transpose()
     }
 
@@ -115,14 +122,14 @@ impl TokenStore for RedisTokens {
         let access_id = pair.access_hash.encode();
         let refresh_id = pair.refresh_hash.encode();
         let index = self.key("u:", &pair.access.username);
-        let access_value = serde_json::to_vec(&pair.access).map_err(|e| corrupt("access", e))?;
-        let refresh_value = serde_json::to_vec(&pair.refresh).map_err(|e| corrupt("refresh", e))?;
+        let access_value = value::encode_access(&pair.access);
+        let refresh_value = value::encode_refresh(&pair.refresh);
 
         let mut pipe = redis::pipe();
-        // The index first: a token never exists without its index entry.
-        pipe.zadd(&index, format!("a{access_id}"), pair.access.expires)
-            .ignore()
-            .zadd(&index, format!("r{refresh_id}"), pair.refresh.grant.expires)
+        // The index first: a token never exists without its index entry. One member per
+        // pair, living as long as its refresh token.
+        let member = format!("{access_id}{refresh_id}");
+        pipe.zadd(&index, member, pair.refresh.grant.expires)
             .ignore()
             .zrembyscore(&index, "-inf", unix_now())
             .ignore()
@@ -149,8 +156,8 @@ impl TokenStore for RedisTokens {
     async fn take_refresh(&self, hash: &TokenHash) -> Result<Option<RefreshRecord>, StoreError> {
         let key = self.key("r:", &hash.encode());
         let mut conn = self.conn.clone();
-        let raw: Option<Vec<u8>> = self.bounded("take_refresh", conn.get_del(key)).await?;
-        raw.map(|v| serde_json::from_slice(&v).map_err(|e| corrupt("refresh token", e)))
+        let raw: Option<String> = self.bounded("take_refresh", conn.get_del(key)).await?;
+        raw.map(|v| value::decode_refresh(&v).ok_or_else(|| corrupt("refresh token")))
             .transpose()
     }
 
@@ -180,10 +187,10 @@ impl TokenStore for RedisTokens {
             .await?;
         // One DEL per key: the keys sit on different cluster slots.
         let mut pipe = redis::pipe();
-        for member in &members {
-            let (kind, id) = member.split_at(1);
-            let kind = if kind == "a" { "a:" } else { "r:" };
-            pipe.del(self.key(kind, id));
+        for member in members.iter().filter(|m| m.len() == 2 * HASH_TEXT_LEN) {
+            let (access, refresh) = member.split_at(HASH_TEXT_LEN);
+            pipe.del(self.key("a:", access));
+            pipe.del(self.key("r:", refresh));
         }
         pipe.del(&index).ignore();
         let removed: Vec<u64> = self
