@@ -107,7 +107,8 @@ fn request_id(headers: &HeaderMap) -> String {
     }
 }
 
-/// The route template for metrics: a known route (legacy prefix folded), else "other".
+/// The route template: a known route (legacy prefix folded), else "other". Routing and
+/// metrics both use it, so a request's path is never copied.
 fn route_label(path: &str) -> &'static str {
     POST_ROUTES
         .iter()
@@ -165,7 +166,7 @@ pub async fn handle<T: TokenStore, R: RecordStore>(
     let id = request_id(req.headers());
     let method = method_label(req.method());
     let route = route_label(canonical(req.uri().path()));
-    let mut response = route_request(&state, peer, req, &id).await;
+    let mut response = route_request(&state, peer, req, route, &id).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(X_REQUEST_ID.clone(), value);
     }
@@ -177,6 +178,7 @@ async fn route_request<T: TokenStore, R: RecordStore>(
     state: &State<T, R>,
     peer: SocketAddr,
     req: hyper::Request<Incoming>,
+    route: &'static str,
     request_id: &str,
 ) -> Response<Body> {
     let reply = Replier {
@@ -184,8 +186,7 @@ async fn route_request<T: TokenStore, R: RecordStore>(
         compat_http_200: state.http.compat_http_200,
     };
     let (parts, incoming) = req.into_parts();
-    let path = canonical(parts.uri.path()).to_owned();
-    let result = match (&parts.method, path.as_str()) {
+    let result = match (&parts.method, route) {
         (&Method::GET, "/healthz") => Ok(ops::healthz()),
         (&Method::GET, "/readyz") => Ok(ops::readyz(state).await),
         (&Method::GET, "/metrics") => Ok(ops::metrics(state)),
@@ -214,7 +215,7 @@ async fn route_request<T: TokenStore, R: RecordStore>(
         (_, p) if GET_ROUTES.contains(&p) => Err(ApiError::WrongMethod("GET")),
         _ => Err(ApiError::NoRoute),
     };
-    result.unwrap_or_else(|e| error_response(&e, reply, route_label(&path), request_id))
+    result.unwrap_or_else(|e| error_response(&e, reply, route, request_id))
 }
 
 /// The one place an error becomes a response, and is logged.

@@ -26,8 +26,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, RedisError};
 
 use super::super::{AccessRecord, IssuedPair, RefreshRecord, StoreError, TokenHash, TokenStore};
-use super::value;
 use super::unix_now;
+use super::value;
 use crate::telemetry::{self, StoreOp};
 
 /// Redis behind the `TokenStore` trait.

@@ -116,7 +116,10 @@ mod tests {
             };
             assert_eq!(decode_refresh(&encode_refresh(&refresh)), Some(refresh));
         }
-        assert_eq!(encode_access(&record("app", "web", "alice")), "1800000000|3600|app|web|alice");
+        assert_eq!(
+            encode_access(&record("app", "web", "alice")),
+            "1800000000|3600|app|web|alice"
+        );
     }
 
     #[test]
