@@ -68,6 +68,8 @@ pub enum StartError {
 
 /// Opens both stores (migrating when asked) and builds the engine.
 pub async fn engine(settings: &Settings) -> Result<AppEngine, StartError> {
+    // Before the stores open: they set gauges as they do.
+    crate::telemetry::install();
     let url = settings
         .database_url
         .as_deref()
@@ -91,7 +93,6 @@ pub async fn engine(settings: &Settings) -> Result<AppEngine, StartError> {
 /// Builds the shared state and logs which stores are in use.
 pub async fn state(settings: &Settings) -> Result<Arc<AppState>, StartError> {
     let engine = engine(settings).await?;
-    crate::telemetry::install();
     let records = engine.records.name();
     match engine.tokens {
         Tokens::Redis(_) => tracing::info!(records, tokens = "redis", "stores ready"),

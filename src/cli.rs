@@ -144,6 +144,10 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish on shutdown.
     #[arg(long, env = "TOKENCACHE_SHUTDOWN_GRACE", default_value_t = 10)]
     pub shutdown_grace: u64,
+    /// Seconds a gateway may cache a positive /api/v1/auth answer (never past the
+    /// token's expiry); 0 sends Cache-Control: no-store.
+    #[arg(long, env = "TOKENCACHE_FORWARD_AUTH_CACHE_SECS", default_value_t = 0)]
+    pub forward_auth_cache_secs: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -205,6 +209,8 @@ pub enum UserCommand {
     Disable { username: String },
     /// Set a user's password and revoke all of their tokens.
     SetPassword { username: String, password: String },
+    /// Revoke every live token of a user (log them out everywhere).
+    Logout { username: String },
 }
 
 impl StoreArgs {
@@ -247,6 +253,7 @@ impl ServeArgs {
                     LangArg::Zh => Lang::Zh,
                 },
                 shutdown_grace: Duration::from_secs(self.shutdown_grace),
+                forward_auth_cache_secs: self.forward_auth_cache_secs,
             },
             ..stores.settings(true)
         }
@@ -361,6 +368,13 @@ pub async fn admin(stores: &StoreArgs, command: Command) -> Result<(), CliError>
             let revoked = engine.disable_user(&username).await?;
             println!(
                 "user {username} disabled; {revoked} live token(s) revoked{}",
+                memory_note(stores)
+            );
+        }
+        Command::User(UserCommand::Logout { username }) => {
+            let revoked = engine.logout_user(&username).await?;
+            println!(
+                "{revoked} live token(s) of {username} revoked{}",
                 memory_note(stores)
             );
         }

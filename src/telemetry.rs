@@ -16,6 +16,10 @@ pub const TOKEN_CHECKS: &str = "tokencache_token_checks_total";
 pub const TOKENS_ISSUED: &str = "tokencache_tokens_issued_total";
 /// refresh_token outcomes by `result` (ok, invalid, store_error).
 pub const REFRESHES: &str = "tokencache_token_refreshes_total";
+/// Refresh tokens presented again after use (each revokes its login's tokens).
+pub const REFRESH_REUSE: &str = "tokencache_refresh_token_reuse_total";
+/// Tokens revoked through logout or RFC 7009 revocation, by `route`.
+pub const REVOCATIONS: &str = "tokencache_revocations_total";
 /// Refused logins by `reason`.
 pub const LOGIN_FAILURES: &str = "tokencache_login_failures_total";
 /// Store operation duration by `store` (redis, sql) and `operation`.
@@ -94,6 +98,11 @@ fn describe() {
     describe_counter!(TOKENS_ISSUED, "Token pairs issued, by route.");
     describe_counter!(REFRESHES, "refresh_token outcomes by result.");
     describe_counter!(LOGIN_FAILURES, "Refused logins, by reason.");
+    describe_counter!(REFRESH_REUSE, "Refresh tokens replayed after use.");
+    describe_counter!(
+        REVOCATIONS,
+        "Revocation requests that revoked tokens, by route."
+    );
     describe_histogram!(
         STORE_DURATION,
         Unit::Seconds,
@@ -150,6 +159,14 @@ pub fn tokens_issued(route: &'static str) {
 
 pub fn refresh(result: &'static str) {
     counter!(REFRESHES, "result" => result).increment(1);
+}
+
+pub fn refresh_reuse() {
+    counter!(REFRESH_REUSE).increment(1);
+}
+
+pub fn revocation(route: &'static str) {
+    counter!(REVOCATIONS, "route" => route).increment(1);
 }
 
 pub fn login_failure(reason: &'static str) {

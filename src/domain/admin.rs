@@ -103,6 +103,13 @@ impl<T: TokenStore, R: RecordStore> Engine<T, R> {
         Ok(self.tokens.revoke_user(username).await?)
     }
 
+    /// Revokes every live token of a user (the user need not exist in the records).
+    pub async fn logout_user(&self, username: &str) -> Result<u64, DomainError> {
+        let revoked = self.tokens.revoke_user(username).await?;
+        crate::telemetry::revocation("cli");
+        Ok(revoked)
+    }
+
     /// Disables a user and revokes every live token of the user.
     pub async fn disable_user(&self, username: &str) -> Result<u64, DomainError> {
         found(self.records.disable_user(username).await?)?;

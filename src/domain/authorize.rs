@@ -3,8 +3,8 @@
 use chrono::Utc;
 
 use super::password::Verdict;
-use super::{required, sign, DomainError, Engine, Issued};
-use crate::store::{Client, RecordStore, TokenStore};
+use super::{required, sign, DomainError, Engine, Grant, Issued};
+use crate::store::{Client, RecordStore, TokenStore, User};
 
 /// A login request as it arrived (every field still text).
 #[derive(Debug, Default)]
@@ -93,25 +93,20 @@ impl<T: TokenStore, R: RecordStore> Engine<T, R> {
         self.check_fresh(appid, time, signature).await?;
 
         // 7. user and password (1004), 8. not disabled (2)
-        let user = self.records.user(username).await?;
-        if let Some(pw) = password {
-            let verdict = self
-                .passwords
-                .verify(user.as_ref().map(|u| &u.password), pw)
-                .await?;
-            if verdict == Verdict::Mismatch {
-                return Err(DomainError::BadCredentials);
+        let user = match password {
+            Some(pw) => self.check_password(username, pw).await?,
+            None => {
+                let user = self
+                    .records
+                    .user(username)
+                    .await?
+                    .ok_or(DomainError::BadCredentials)?;
+                if user.disabled {
+                    return Err(DomainError::UserDisabled);
+                }
+                user
             }
-            if verdict == Verdict::MatchRehash {
-                let hash = self.passwords.hash(pw).await?;
-                self.records.set_password(username, &hash).await?;
-                tracing::info!(username, "password re-hashed with argon2id");
-            }
-        }
-        let user = user.ok_or(DomainError::BadCredentials)?;
-        if user.disabled {
-            return Err(DomainError::UserDisabled);
-        }
+        };
 
         let lifetime = u32::try_from(client.token_expire_time).unwrap_or(1);
         let route = if with_password {
@@ -119,8 +114,40 @@ impl<T: TokenStore, R: RecordStore> Engine<T, R> {
         } else {
             "authorize_nopwd"
         };
-        self.issue(route, &user.account, &client.app_key, token_type, lifetime)
-            .await
+        let grant = Grant {
+            username: &user.account,
+            app_key: &client.app_key,
+            token_type,
+            lifetime,
+        };
+        self.issue(route, grant, None, true).await
+    }
+
+    /// The user with this password (1004 otherwise), not disabled (2). A legacy plain
+    /// password or an outdated hash is re-hashed on the way.
+    pub(crate) async fn check_password(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<User, DomainError> {
+        let user = self.records.user(username).await?;
+        let verdict = self
+            .passwords
+            .verify(user.as_ref().map(|u| &u.password), password)
+            .await?;
+        if verdict == Verdict::Mismatch {
+            return Err(DomainError::BadCredentials);
+        }
+        let user = user.ok_or(DomainError::BadCredentials)?;
+        if verdict == Verdict::MatchRehash {
+            let hash = self.passwords.hash(password).await?;
+            self.records.set_password(username, &hash).await?;
+            tracing::info!(username, "password re-hashed with argon2id");
+        }
+        if user.disabled {
+            return Err(DomainError::UserDisabled);
+        }
+        Ok(user)
     }
 
     /// The enabled client with this app_key (1002 otherwise).

@@ -5,13 +5,18 @@ pub mod account;
 pub mod admin;
 pub mod authorize;
 pub mod check_token;
+pub mod oauth;
 pub mod password;
 pub mod refresh;
+pub mod revoke;
 pub mod sign;
 pub mod token;
 
 use crate::secret::Secret;
-use crate::store::{IssuedPair, RecordStore, StoreError, TokenHash, TokenStore};
+use crate::store::{
+    AccessRecord, FamilyId, IssuedPair, RecordStore, RefreshRecord, StoreError, TokenHash,
+    TokenStore,
+};
 use password::{Argon2Settings, PasswordError, Passwords};
 
 /// The rule settings.
@@ -56,6 +61,8 @@ pub enum DomainError {
     UserDisabled,
     #[error("token invalid, expired or revoked")]
     InvalidToken,
+    #[error("client authentication failed")]
+    InvalidClient,
     #[error("already exists")]
     AlreadyExists,
     #[error("not found")]
@@ -80,6 +87,7 @@ impl DomainError {
             DomainError::BadCredentials => "bad_credentials",
             DomainError::UserDisabled => "user_disabled",
             DomainError::InvalidToken => "invalid_token",
+            DomainError::InvalidClient => "invalid_client",
             DomainError::AlreadyExists => "already_exists",
             DomainError::NotFound => "not_found",
             DomainError::Store(_) => "store_error",
@@ -92,7 +100,8 @@ impl DomainError {
 #[derive(Debug)]
 pub struct Issued {
     pub access_token: Secret,
-    pub refresh_token: Secret,
+    /// `None` for client_credentials.
+    pub refresh_token: Option<Secret>,
     /// The access token's lifetime in seconds.
     pub expire_time: u32,
     pub username: String,
@@ -117,49 +126,64 @@ impl<T: TokenStore, R: RecordStore> Engine<T, R> {
         })
     }
 
-    /// Creates and stores a new access + refresh pair for a user of a client.
-    async fn issue(
+    /// Creates and stores a new pair for a user of a client. `family` is the login the
+    /// pair descends from (`None`: a new login); without `with_refresh` only an access
+    /// token is issued (client_credentials).
+    pub(crate) async fn issue(
         &self,
         route: &'static str,
-        username: &str,
-        app_key: &str,
-        token_type: &str,
-        lifetime: u32,
+        grant: Grant<'_>,
+        family: Option<FamilyId>,
+        with_refresh: bool,
     ) -> Result<Issued, DomainError> {
-        let lifetime = lifetime.max(1);
+        let lifetime = grant.lifetime.max(1);
         let now = crate::store::tokens::unix_now();
         let access_token = token::generate();
-        let refresh_token = token::generate();
-        let access = crate::store::AccessRecord {
-            username: username.to_owned(),
-            app_key: app_key.to_owned(),
-            token_type: token_type.to_owned(),
+        let access = AccessRecord {
+            username: grant.username.to_owned(),
+            app_key: grant.app_key.to_owned(),
+            token_type: grant.token_type.to_owned(),
             expires: now + i64::from(lifetime),
             lifetime,
         };
         let access_hash = TokenHash::of(&access_token);
-        let refresh = crate::store::RefreshRecord {
-            grant: crate::store::AccessRecord {
-                expires: now + 2 * i64::from(lifetime),
-                ..access.clone()
-            },
-            access: access_hash,
-        };
+        let family = family.unwrap_or_else(FamilyId::random);
+        let refresh_token = with_refresh.then(token::generate);
+        let refresh = refresh_token.as_ref().map(|t| {
+            let record = RefreshRecord {
+                grant: AccessRecord {
+                    expires: now + 2 * i64::from(lifetime),
+                    ..access.clone()
+                },
+                access: access_hash,
+                family,
+            };
+            (TokenHash::of(t), record)
+        });
         let pair = IssuedPair {
             access_hash,
             access,
-            refresh_hash: TokenHash::of(&refresh_token),
             refresh,
+            family,
         };
         self.tokens.issue(&pair).await?;
         crate::telemetry::tokens_issued(route);
         Ok(Issued {
             access_token: Secret::new(access_token),
-            refresh_token: Secret::new(refresh_token),
+            refresh_token: refresh_token.map(Secret::new),
             expire_time: lifetime,
-            username: username.to_owned(),
+            username: grant.username.to_owned(),
         })
     }
+}
+
+/// Who a new pair is for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Grant<'a> {
+    pub username: &'a str,
+    pub app_key: &'a str,
+    pub token_type: &'a str,
+    pub lifetime: u32,
 }
 
 /// A required field: present and not empty.

@@ -1,12 +1,16 @@
 //! refresh_token: a refresh token is single-use; the first caller wins atomically and
-//! gets a new pair with the same user, client, token type and lifetime. No SQL.
-use super::{required, DomainError, Engine, Issued};
-use crate::store::{RecordStore, TokenHash, TokenStore};
+//! gets a new pair with the same user, client, token type and lifetime. Presenting it
+//! again revokes every pair of the login it descends from. No SQL.
+use super::{required, DomainError, Engine, Grant, Issued};
+use crate::store::{RecordStore, RefreshState, TokenHash, TokenStore};
 use crate::telemetry;
 
 impl<T: TokenStore, R: RecordStore> Engine<T, R> {
     pub async fn refresh(&self, refresh_token: Option<&str>) -> Result<Issued, DomainError> {
-        let result = self.rotate(refresh_token).await;
+        let result = match required(refresh_token, "refresh_token") {
+            Ok(token) => self.rotate_hash(&TokenHash::of(token), None).await,
+            Err(e) => Err(e),
+        };
         telemetry::refresh(match &result {
             Ok(_) => "ok",
             Err(DomainError::Store(_)) => "store_error",
@@ -15,24 +19,49 @@ impl<T: TokenStore, R: RecordStore> Engine<T, R> {
         result
     }
 
-    async fn rotate(&self, refresh_token: Option<&str>) -> Result<Issued, DomainError> {
-        let token = required(refresh_token, "refresh_token")?;
-        let record = self
-            .tokens
-            .take_refresh(&TokenHash::of(token))
-            .await?
-            .ok_or(DomainError::InvalidToken)?;
+    /// Uses the refresh token with this hash (of `client` only, when given). A token used
+    /// before is a replay: every pair of its login is revoked.
+    pub(crate) async fn rotate_hash(
+        &self,
+        hash: &TokenHash,
+        client: Option<&str>,
+    ) -> Result<Issued, DomainError> {
+        if let Some(client) = client {
+            // Check the owner before using the token, so another client cannot burn it.
+            match self.tokens.refresh(hash).await? {
+                Some(RefreshState::Live(r)) if r.grant.app_key == client => {}
+                _ => return Err(DomainError::InvalidToken),
+            }
+        }
+        let record = match self.tokens.take_refresh(hash).await? {
+            None => return Err(DomainError::InvalidToken),
+            Some(RefreshState::Used(r)) => {
+                let revoked = self
+                    .tokens
+                    .revoke_family(&r.grant.username, &r.family)
+                    .await?;
+                telemetry::refresh_reuse();
+                tracing::warn!(
+                    username = r.grant.username,
+                    app_key = r.grant.app_key,
+                    revoked,
+                    "refresh token replayed: every token of that login revoked"
+                );
+                return Err(DomainError::InvalidToken);
+            }
+            Some(RefreshState::Live(r)) => r,
+        };
         if record.grant.expires <= crate::store::tokens::unix_now() {
             return Err(DomainError::InvalidToken);
         }
-        let g = record.grant;
-        self.issue(
-            "refresh_token",
-            &g.username,
-            &g.app_key,
-            &g.token_type,
-            g.lifetime,
-        )
-        .await
+        let g = &record.grant;
+        let grant = Grant {
+            username: &g.username,
+            app_key: &g.app_key,
+            token_type: &g.token_type,
+            lifetime: g.lifetime,
+        };
+        self.issue("refresh_token", grant, Some(record.family), true)
+            .await
     }
 }

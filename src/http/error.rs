@@ -33,7 +33,9 @@ impl ApiError {
             ApiError::WrongMethod(_) => (Code::Forbidden, Some(StatusCode::METHOD_NOT_ALLOWED)),
             ApiError::Domain(e) => match e {
                 D::InvalidParam(_) => (Code::ParamInvalid, None),
-                D::UnknownClient | D::NopwdNotAllowed => (Code::AppidInvalid, None),
+                D::UnknownClient | D::NopwdNotAllowed | D::InvalidClient => {
+                    (Code::AppidInvalid, None)
+                }
                 D::ClientExpired => (Code::AppidExpired, None),
                 D::BadSignature | D::StaleTime | D::Replay => (Code::SignatureFailed, None),
                 D::BadCredentials => (Code::BadCredentials, None),

@@ -3,6 +3,8 @@
 pub mod body;
 pub mod envelope;
 pub mod error;
+mod gateway;
+mod oauth;
 mod ops;
 mod tokens;
 
@@ -43,6 +45,9 @@ pub struct HttpSettings {
     pub lang: Lang,
     /// How long in-flight requests may take to finish once shutdown starts.
     pub shutdown_grace: Duration,
+    /// How long (seconds) a gateway may cache a positive forward-auth answer; never past
+    /// the token's expiry. 0: `Cache-Control: no-store`.
+    pub forward_auth_cache_secs: u64,
 }
 
 impl Default for HttpSettings {
@@ -52,6 +57,7 @@ impl Default for HttpSettings {
             max_body_bytes: 16 * 1024,
             lang: Lang::En,
             shutdown_grace: Duration::from_secs(10),
+            forward_auth_cache_secs: 0,
         }
     }
 }
@@ -84,13 +90,20 @@ impl<T: TokenStore, R: RecordStore> Request<'_, T, R> {
     }
 }
 
-/// The routes that take a signed JSON or form body.
-const POST_ROUTES: [&str; 4] = [
+/// The routes that take a JSON or form body.
+const POST_ROUTES: [&str; 8] = [
     "/api/v1/authorize",
     "/api/v1/authorize_nopwd",
     "/api/v1/check_token",
     "/api/v1/refresh_token",
+    "/api/v1/logout",
+    "/oauth2/token",
+    "/oauth2/introspect",
+    "/oauth2/revoke",
 ];
+
+/// Forward-auth: any method, no body (gateways forward the original request's method).
+const AUTH_ROUTE: &str = "/api/v1/auth";
 
 /// The routes operators use.
 const GET_ROUTES: [&str; 3] = ["/metrics", "/healthz", "/readyz"];
@@ -113,6 +126,7 @@ fn route_label(path: &str) -> &'static str {
     POST_ROUTES
         .iter()
         .chain(GET_ROUTES.iter())
+        .chain(std::iter::once(&AUTH_ROUTE))
         .find(|r| **r == path)
         .copied()
         .unwrap_or("other")
@@ -190,6 +204,7 @@ async fn route_request<T: TokenStore, R: RecordStore>(
         (&Method::GET, "/healthz") => Ok(ops::healthz()),
         (&Method::GET, "/readyz") => Ok(ops::readyz(state).await),
         (&Method::GET, "/metrics") => Ok(ops::metrics(state)),
+        (_, AUTH_ROUTE) => Ok(gateway::auth(state, &parts.headers).await),
         (&Method::POST, p) if POST_ROUTES.contains(&p) => {
             match body::read(incoming, &parts, state.http.max_body_bytes).await {
                 Ok(body) => {
@@ -205,7 +220,11 @@ async fn route_request<T: TokenStore, R: RecordStore>(
                         "/api/v1/authorize" => tokens::authorize(&req, true).await,
                         "/api/v1/authorize_nopwd" => tokens::authorize(&req, false).await,
                         "/api/v1/check_token" => tokens::check_token(&req).await,
-                        _ => tokens::refresh_token(&req).await,
+                        "/api/v1/refresh_token" => tokens::refresh_token(&req).await,
+                        "/api/v1/logout" => tokens::logout(&req).await,
+                        "/oauth2/token" => oauth::token(&req).await,
+                        "/oauth2/introspect" => oauth::introspect(&req).await,
+                        _ => oauth::revoke(&req).await,
                     }
                 }
                 Err(e) => Err(e),

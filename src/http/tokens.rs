@@ -1,5 +1,5 @@
-//! The token endpoints of the original oauth2Server: authorize, authorize_nopwd,
-//! check_token, refresh_token.
+//! The token endpoints of the original oauth2Server (authorize, authorize_nopwd,
+//! check_token, refresh_token) and logout, all in the seed's envelope.
 use serde::{Deserialize, Serialize};
 
 use super::body::{text, Scalar};
@@ -29,10 +29,48 @@ struct RefreshBody {
     refresh_token: Option<Scalar>,
 }
 
+#[derive(Deserialize)]
+struct LogoutBody {
+    token: Option<Scalar>,
+    /// `true` (or "true", 1, "1"): every token of the user, not just this pair.
+    all: Option<Flag>,
+}
+
+/// A boolean that old-style clients may send as a string or a number.
+#[derive(Debug)]
+struct Flag(bool);
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Num(i64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(b) => Ok(Flag(b)),
+            Raw::Num(n) => Ok(Flag(n != 0)),
+            Raw::Text(t) => match t.as_str() {
+                "true" | "1" => Ok(Flag(true)),
+                "false" | "0" | "" => Ok(Flag(false)),
+                _ => Err(serde::de::Error::custom("not a boolean")),
+            },
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct LogoutData {
+    revoked: u64,
+}
+
 #[derive(Serialize)]
 struct IssuedData<'a> {
     access_token: &'a str,
-    refresh_token: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<&'a str>,
     expire_time: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     username: Option<&'a str>,
@@ -42,7 +80,7 @@ impl Issued {
     fn data(&self, with_username: bool) -> IssuedData<'_> {
         IssuedData {
             access_token: self.access_token.expose(),
-            refresh_token: self.refresh_token.expose(),
+            refresh_token: self.refresh_token.as_ref().map(|t| t.expose()),
             expire_time: self.expire_time.to_string(),
             username: with_username.then_some(self.username.as_str()),
         }
@@ -110,4 +148,13 @@ pub async fn refresh_token<T: TokenStore, R: RecordStore>(
     let body: RefreshBody = req.parse()?;
     let issued = req.engine().refresh(text(&body.refresh_token)).await?;
     Ok(req.reply.ok(issued.data(true)))
+}
+
+pub async fn logout<T: TokenStore, R: RecordStore>(
+    req: &Request<'_, T, R>,
+) -> Result<hyper::Response<super::Body>, ApiError> {
+    let body: LogoutBody = req.parse()?;
+    let all = body.all.is_some_and(|f| f.0);
+    let revoked = req.engine().logout(text(&body.token), all).await?;
+    Ok(req.reply.ok(LogoutData { revoked }))
 }

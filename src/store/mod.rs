@@ -82,21 +82,65 @@ pub struct AccessRecord {
     pub lifetime: u32,
 }
 
-/// What a refresh token stands for: the same fields, plus the access token issued with it.
+/// A login's lineage: every pair refreshed from one login shares it, so a replayed
+/// refresh token can revoke all of them at once.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FamilyId(pub [u8; 6]);
+
+impl FamilyId {
+    pub fn random() -> Self {
+        Self(rand::random())
+    }
+
+    /// URL-safe base64: 8 characters.
+    pub fn encode(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .ok()?;
+        Some(Self(bytes.try_into().ok()?))
+    }
+}
+
+impl std::fmt::Debug for FamilyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FamilyId({})", self.encode())
+    }
+}
+
+/// What a refresh token stands for: the same fields, plus the access token issued with it
+/// and the login it descends from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshRecord {
     pub grant: AccessRecord,
     /// The hash of the access token issued in the same pair (for revoking the pair).
     pub access: TokenHash,
+    pub family: FamilyId,
 }
 
-/// A freshly issued access + refresh pair, as the token store keeps it.
+/// A refresh token as the store holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshState {
+    /// Never used: good for one rotation.
+    Live(RefreshRecord),
+    /// Already rotated: presenting it again is a replay (its family gets revoked). Kept
+    /// until the token would have expired.
+    Used(RefreshRecord),
+}
+
+/// A freshly issued pair, as the token store keeps it. `refresh` is `None` for grants
+/// that get no refresh token (client_credentials).
 #[derive(Debug, Clone)]
 pub struct IssuedPair {
     pub access_hash: TokenHash,
     pub access: AccessRecord,
-    pub refresh_hash: TokenHash,
-    pub refresh: RefreshRecord,
+    pub refresh: Option<(TokenHash, RefreshRecord)>,
+    pub family: FamilyId,
 }
 
 /// Tokens and short-lived keys. Every operation is one Redis round trip (or a pipeline
@@ -111,16 +155,22 @@ pub trait TokenStore: Send + Sync + 'static {
         hash: &TokenHash,
     ) -> impl Future<Output = Result<Option<AccessRecord>, StoreError>> + Send;
 
-    /// Stores both tokens of a pair with their TTLs (access: `lifetime`, refresh:
-    /// 2 × `lifetime`) and adds them to the user's index of live tokens.
+    /// Stores a pair with its TTLs (access: `lifetime`, refresh: 2 × `lifetime`) and adds
+    /// it to the user's index of live tokens.
     fn issue(&self, pair: &IssuedPair) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Removes and returns the refresh token atomically: of concurrent callers with the
-    /// same hash, exactly one gets `Some`.
+    /// The refresh token with this hash, without using it (introspection).
+    fn refresh(
+        &self,
+        hash: &TokenHash,
+    ) -> impl Future<Output = Result<Option<RefreshState>, StoreError>> + Send;
+
+    /// Uses a refresh token atomically: of concurrent callers with the same hash, exactly
+    /// one gets `Live`; it is marked used, and later callers get `Used`.
     fn take_refresh(
         &self,
         hash: &TokenHash,
-    ) -> impl Future<Output = Result<Option<RefreshRecord>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<RefreshState>, StoreError>> + Send;
 
     /// Records a one-time value (a request signature) for `ttl_secs`; `false` when it
     /// was already recorded (a replay).
@@ -132,6 +182,20 @@ pub trait TokenStore: Send + Sync + 'static {
 
     /// Deletes every live token of a user; returns how many keys were removed.
     fn revoke_user(&self, username: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Deletes the pair an access token belongs to (both tokens).
+    fn revoke_pair(
+        &self,
+        username: &str,
+        access: &TokenHash,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Deletes every pair descended from one login.
+    fn revoke_family(
+        &self,
+        username: &str,
+        family: &FamilyId,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Checks that the store answers (readiness).
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;

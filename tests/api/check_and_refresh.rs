@@ -33,10 +33,32 @@ on_both_stores! {
         assert_eq!(c["data"]["app_key"], json!(APP_KEY));
         assert_eq!(c["data"]["token_type"], json!("web"));
 
-        assert_fails(&app.refresh(&refresh).await, 401, 102);
-        // The new refresh token works once too.
-        assert_eq!(app.refresh(new_refresh).await.0, StatusCode::OK);
+        // The new refresh token works once too, and the chain goes on.
+        let (status, v) = app.refresh(new_refresh).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
         assert_fails(&app.refresh(new_refresh).await, 401, 102);
+    }
+
+    async fn a_replayed_refresh_token_revokes_every_token_of_its_login(app) {
+        let (first_access, first_refresh) = app.login().await;
+        let (other_access, other_refresh) = app.login().await;
+        let (_, v) = app.refresh(&first_refresh).await;
+        let second_access = v["data"]["access_token"].as_str().unwrap().to_owned();
+        let second_refresh = v["data"]["refresh_token"].as_str().unwrap().to_owned();
+        let (_, v) = app.refresh(&second_refresh).await;
+        let third_access = v["data"]["access_token"].as_str().unwrap().to_owned();
+        let third_refresh = v["data"]["refresh_token"].as_str().unwrap().to_owned();
+        assert_eq!(app.check_token(&third_access).await.0, StatusCode::OK);
+
+        // The first refresh token, already rotated, comes back: a stolen copy.
+        assert_fails(&app.refresh(&first_refresh).await, 401, 102);
+        for dead in [&first_access, &second_access, &third_access] {
+            assert_fails(&app.check_token(dead).await, 401, 102);
+        }
+        assert_fails(&app.refresh(&third_refresh).await, 401, 102);
+        // Another login of the same user is another family: untouched.
+        assert_eq!(app.check_token(&other_access).await.0, StatusCode::OK);
+        assert_eq!(app.refresh(&other_refresh).await.0, StatusCode::OK);
     }
 
     async fn refresh_token_refuses_missing_and_unknown_tokens(app) {

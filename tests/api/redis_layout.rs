@@ -78,15 +78,22 @@ async fn redis_keys_carry_the_client_lifetimes_and_never_the_raw_token() {
         }
     }
 
-    // A refresh rotates: the old refresh key is gone, the new pair has fresh TTLs.
+    // A refresh rotates: the old refresh key now holds a "used" mark (to recognise a
+    // replay) with the TTL it had.
     let (status, _) = app.refresh(&refresh).await;
     assert_eq!(status, StatusCode::OK);
-    let exists: i64 = redis::cmd("EXISTS")
+    let used: String = redis::cmd("GET")
         .arg(refresh_keys[0])
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert_eq!(exists, 0);
+    assert!(used.starts_with("x|"), "{used}");
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(refresh_keys[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!((7190..=7200).contains(&ttl), "used mark TTL {ttl}");
     app.cleanup().await;
 }
 

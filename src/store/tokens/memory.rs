@@ -1,22 +1,31 @@
 //! The in-process token store for the embedded default: the same semantics as Redis
-//! (TTLs, single-use refresh, one-time values, the per-user index) in one process.
-//! Single-instance only: two servers on it do not share tokens.
+//! (TTLs, single-use refresh with replay marks, one-time values, the per-user index of
+//! pairs) in one process. Single-instance only: two servers on it do not share tokens.
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::super::{AccessRecord, IssuedPair, RefreshRecord, StoreError, TokenHash, TokenStore};
+use super::super::{
+    AccessRecord, FamilyId, IssuedPair, RefreshState, StoreError, TokenHash, TokenStore,
+};
 
 /// How many writes between two sweeps of expired entries.
 const SWEEP_EVERY: u32 = 1024;
 
+/// A pair's entry in the user's index.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Member {
+    access: TokenHash,
+    refresh: Option<TokenHash>,
+    family: FamilyId,
+}
+
 #[derive(Default)]
 struct State {
     access: HashMap<TokenHash, (AccessRecord, Instant)>,
-    refresh: HashMap<TokenHash, (RefreshRecord, Instant)>,
+    refresh: HashMap<TokenHash, (RefreshState, Instant)>,
     once: HashMap<String, Instant>,
-    /// username → hashes of the user's tokens (access and refresh).
-    by_user: HashMap<String, HashSet<TokenHash>>,
+    by_user: HashMap<String, HashSet<Member>>,
     writes: u32,
 }
 
@@ -27,7 +36,10 @@ impl State {
         self.once.retain(|_, until| *until > now);
         let (access, refresh) = (&self.access, &self.refresh);
         self.by_user.retain(|_, set| {
-            set.retain(|h| access.contains_key(h) || refresh.contains_key(h));
+            set.retain(|m| {
+                access.contains_key(&m.access)
+                    || m.refresh.is_some_and(|r| refresh.contains_key(&r))
+            });
             !set.is_empty()
         });
     }
@@ -38,6 +50,33 @@ impl State {
             self.writes = 0;
             self.sweep(now);
         }
+    }
+
+    /// Removes the members `select` picks and their tokens; counts live tokens removed.
+    fn revoke(&mut self, username: &str, select: impl Fn(&Member) -> bool) -> u64 {
+        let now = Instant::now();
+        let Some(set) = self.by_user.get_mut(username) else {
+            return 0;
+        };
+        let chosen: Vec<Member> = set.iter().filter(|m| select(m)).copied().collect();
+        for m in &chosen {
+            set.remove(m);
+        }
+        if set.is_empty() {
+            self.by_user.remove(username);
+        }
+        let mut removed = 0;
+        for m in chosen {
+            if self.access.remove(&m.access).is_some_and(|(_, u)| u > now) {
+                removed += 1;
+            }
+            if let Some(r) = m.refresh {
+                if self.refresh.remove(&r).is_some_and(|(_, u)| u > now) {
+                    removed += 1;
+                }
+            }
+        }
+        removed
     }
 }
 
@@ -53,8 +92,8 @@ impl MemoryTokens {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave the maps half-updated in a way that
-        // matters (every update is a single insert or remove), so a poisoned lock is reused.
+        // Every update is a single insert or remove, so a lock poisoned by a panic
+        // elsewhere holds consistent maps and is reused.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -82,31 +121,50 @@ impl TokenStore for MemoryTokens {
         let now = Instant::now();
         let ttl = u64::from(pair.access.lifetime);
         let mut state = self.lock();
-        let user = state
+        state
             .by_user
             .entry(pair.access.username.clone())
-            .or_default();
-        user.insert(pair.access_hash);
-        user.insert(pair.refresh_hash);
+            .or_default()
+            .insert(Member {
+                access: pair.access_hash,
+                refresh: pair.refresh.as_ref().map(|(h, _)| *h),
+                family: pair.family,
+            });
         state
             .access
             .insert(pair.access_hash, (pair.access.clone(), now + lifetime(ttl)));
-        state.refresh.insert(
-            pair.refresh_hash,
-            (pair.refresh.clone(), now + lifetime(ttl * 2)),
-        );
+        if let Some((hash, record)) = &pair.refresh {
+            state.refresh.insert(
+                *hash,
+                (RefreshState::Live(record.clone()), now + lifetime(ttl * 2)),
+            );
+        }
         state.wrote(now);
         Ok(())
     }
 
-    async fn take_refresh(&self, hash: &TokenHash) -> Result<Option<RefreshRecord>, StoreError> {
+    async fn refresh(&self, hash: &TokenHash) -> Result<Option<RefreshState>, StoreError> {
         let now = Instant::now();
-        let mut state = self.lock();
+        let state = self.lock();
         Ok(state
             .refresh
-            .remove(hash)
+            .get(hash)
             .filter(|(_, until)| *until > now)
-            .map(|(record, _)| record))
+            .map(|(s, _)| s.clone()))
+    }
+
+    async fn take_refresh(&self, hash: &TokenHash) -> Result<Option<RefreshState>, StoreError> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let Some((entry, _)) = state.refresh.get_mut(hash).filter(|(_, u)| *u > now) else {
+            return Ok(None);
+        };
+        let seen = entry.clone();
+        if let RefreshState::Live(record) = &seen {
+            // Kept, marked used, until it would have expired: a replay is recognised.
+            *entry = RefreshState::Used(record.clone());
+        }
+        Ok(Some(seen))
     }
 
     async fn claim_once(&self, value: &str, ttl_secs: u64) -> Result<bool, StoreError> {
@@ -123,21 +181,15 @@ impl TokenStore for MemoryTokens {
     }
 
     async fn revoke_user(&self, username: &str) -> Result<u64, StoreError> {
-        let now = Instant::now();
-        let mut state = self.lock();
-        let Some(hashes) = state.by_user.remove(username) else {
-            return Ok(0);
-        };
-        let mut removed = 0;
-        for hash in hashes {
-            if state.access.remove(&hash).is_some_and(|(_, u)| u > now) {
-                removed += 1;
-            }
-            if state.refresh.remove(&hash).is_some_and(|(_, u)| u > now) {
-                removed += 1;
-            }
-        }
-        Ok(removed)
+        Ok(self.lock().revoke(username, |_| true))
+    }
+
+    async fn revoke_pair(&self, username: &str, access: &TokenHash) -> Result<u64, StoreError> {
+        Ok(self.lock().revoke(username, |m| m.access == *access))
+    }
+
+    async fn revoke_family(&self, username: &str, family: &FamilyId) -> Result<u64, StoreError> {
+        Ok(self.lock().revoke(username, |m| m.family == *family))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

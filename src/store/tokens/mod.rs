@@ -3,7 +3,7 @@ pub mod memory;
 pub mod redis;
 mod value;
 
-use super::{AccessRecord, IssuedPair, RefreshRecord, StoreError, TokenHash, TokenStore};
+use super::{AccessRecord, FamilyId, IssuedPair, RefreshState, StoreError, TokenHash, TokenStore};
 
 /// Unix time in whole seconds.
 pub fn unix_now() -> i64 {
@@ -39,7 +39,10 @@ impl TokenStore for Tokens {
     async fn issue(&self, pair: &IssuedPair) -> Result<(), StoreError> {
         dispatch!(self, s => s.issue(pair))
     }
-    async fn take_refresh(&self, hash: &TokenHash) -> Result<Option<RefreshRecord>, StoreError> {
+    async fn refresh(&self, hash: &TokenHash) -> Result<Option<RefreshState>, StoreError> {
+        dispatch!(self, s => s.refresh(hash))
+    }
+    async fn take_refresh(&self, hash: &TokenHash) -> Result<Option<RefreshState>, StoreError> {
         dispatch!(self, s => s.take_refresh(hash))
     }
     async fn claim_once(&self, value: &str, ttl_secs: u64) -> Result<bool, StoreError> {
@@ -47,6 +50,12 @@ impl TokenStore for Tokens {
     }
     async fn revoke_user(&self, username: &str) -> Result<u64, StoreError> {
         dispatch!(self, s => s.revoke_user(username))
+    }
+    async fn revoke_pair(&self, username: &str, access: &TokenHash) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.revoke_pair(username, access))
+    }
+    async fn revoke_family(&self, username: &str, family: &FamilyId) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.revoke_family(username, family))
     }
     async fn ping(&self) -> Result<(), StoreError> {
         dispatch!(self, s => s.ping())

@@ -7,12 +7,13 @@
 //! |---|---|---|---|
 //! | `P a:<hash>` | string | the client's `token_expire_time` | an access token's record |
 //! | `P r:<hash>` | string | 2 × `token_expire_time` | a refresh token's record |
-//! | `P u:<username>` | sorted set | the longest-lived member | `<access hash><refresh hash>` per pair, score = the pair's end |
+//! | `P u:<username>` | sorted set | the longest-lived member | `<access hash><refresh hash><family>` per pair, score = the pair's end |
 //! | `P s:<value>` | string | the freshness window | a request signature already used |
 //!
 //! Every command touches one key, and the multi-command writes are plain (non-atomic)
 //! pipelines, so the layout works unchanged on Redis Cluster. The one atomic step that
-//! matters, single-use refresh, is a single GETDEL.
+//! matters, single-use refresh, is one Lua script on one key: it returns the refresh
+//! value and replaces it with a "used" mark (same TTL), so a replay is recognised.
 //!
 //! `<hash>` is 22 characters (128 bits of SHA-256, base64url); values are in the compact
 //! form of `value.rs`.
@@ -25,7 +26,9 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, RedisError};
 
-use super::super::{AccessRecord, IssuedPair, RefreshRecord, StoreError, TokenHash, TokenStore};
+use super::super::{
+    AccessRecord, FamilyId, IssuedPair, RefreshState, StoreError, TokenHash, TokenStore,
+};
 use super::unix_now;
 use super::value;
 use crate::telemetry::{self, StoreOp};
@@ -34,6 +37,7 @@ use crate::telemetry::{self, StoreOp};
 #[derive(Clone)]
 pub struct RedisTokens {
     conn: ConnectionManager,
+    take_refresh: redis::Script,
     prefix: String,
     /// Upper bound on any one operation, reconnection included: no request hangs on Redis.
     timeout: Duration,
@@ -53,6 +57,7 @@ impl RedisTokens {
         telemetry::store_connections("redis", 1);
         Ok(Self {
             conn,
+            take_refresh: redis::Script::new(TAKE_REFRESH),
             prefix: prefix.to_owned(),
             timeout,
         })
@@ -64,6 +69,40 @@ impl RedisTokens {
         key.push_str(kind);
         key.push_str(suffix);
         key
+    }
+
+    /// Deletes the keys of the index members `select` picks, and those members.
+    async fn revoke_members(
+        &self,
+        username: &str,
+        operation: &'static str,
+        select: impl Fn(&Member) -> bool,
+    ) -> Result<u64, StoreError> {
+        let index = self.key("u:", username);
+        let mut conn = self.conn.clone();
+        let members: Vec<String> = self.bounded(operation, conn.zrange(&index, 0, -1)).await?;
+        // One command per key: the keys sit on different cluster slots.
+        let mut pipe = redis::pipe();
+        let mut any = false;
+        for text in &members {
+            let Some(member) = Member::parse(text) else {
+                continue;
+            };
+            if !select(&member) {
+                continue;
+            }
+            any = true;
+            pipe.del(self.key("a:", member.access));
+            if let Some(refresh) = member.refresh {
+                pipe.del(self.key("r:", refresh));
+            }
+            pipe.zrem(&index, text).ignore();
+        }
+        if !any {
+            return Ok(0);
+        }
+        let removed: Vec<u64> = self.bounded(operation, pipe.query_async(&mut conn)).await?;
+        Ok(removed.iter().sum())
     }
 
     /// Runs one Redis exchange under the operation timeout, timed and counted.
@@ -100,8 +139,43 @@ fn corrupt(what: &'static str) -> StoreError {
     }
 }
 
-/// The length of an encoded `TokenHash`; an index member is two of them.
+/// The length of an encoded `TokenHash`; an index member is two of them and a family.
 const HASH_TEXT_LEN: usize = 22;
+/// Stands for the refresh hash in the index member of a pair without a refresh token.
+const NO_REFRESH: &str = "----------------------";
+
+/// Uses a refresh token: returns its value and marks it used, keeping its TTL.
+/// One key, so it is atomic and Cluster-safe.
+const TAKE_REFRESH: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, 2) ~= 'x|' then
+  redis.call('SET', KEYS[1], 'x|' .. v, 'KEEPTTL')
+end
+return v
+";
+
+/// A pair's entry in the user's index: access hash, refresh hash (or `NO_REFRESH`),
+/// family.
+struct Member<'a> {
+    access: &'a str,
+    refresh: Option<&'a str>,
+    family: &'a str,
+}
+
+impl<'a> Member<'a> {
+    fn parse(text: &'a str) -> Option<Self> {
+        if text.len() != 2 * HASH_TEXT_LEN + 8 || !text.is_ascii() {
+            return None;
+        }
+        let (access, rest) = text.split_at(HASH_TEXT_LEN);
+        let (refresh, family) = rest.split_at(HASH_TEXT_LEN);
+        Some(Self {
+            access,
+            refresh: (refresh != NO_REFRESH).then_some(refresh),
+            family,
+        })
+    }
+}
 
 impl TokenStore for RedisTokens {
     fn name(&self) -> &'static str {
@@ -120,44 +194,71 @@ impl TokenStore for RedisTokens {
         let access_ttl = u64::from(pair.access.lifetime.max(1));
         let refresh_ttl = access_ttl * 2;
         let access_id = pair.access_hash.encode();
-        let refresh_id = pair.refresh_hash.encode();
+        let refresh_id = pair.refresh.as_ref().map(|(hash, _)| hash.encode());
         let index = self.key("u:", &pair.access.username);
-        let access_value = value::encode_access(&pair.access);
-        let refresh_value = value::encode_refresh(&pair.refresh);
+        let member = format!(
+            "{access_id}{}{}",
+            refresh_id.as_deref().unwrap_or(NO_REFRESH),
+            pair.family.encode()
+        );
+        let (index_ttl, member_end) = match &pair.refresh {
+            Some((_, r)) => (refresh_ttl, r.grant.expires),
+            None => (access_ttl, pair.access.expires),
+        };
 
         let mut pipe = redis::pipe();
         // The index first: a token never exists without its index entry. One member per
-        // pair, living as long as its refresh token.
-        let member = format!("{access_id}{refresh_id}");
-        pipe.zadd(&index, member, pair.refresh.grant.expires)
+        // pair, living as long as its longest-lived token.
+        pipe.zadd(&index, member, member_end)
             .ignore()
             .zrembyscore(&index, "-inf", unix_now())
             .ignore()
             // NX sets a TTL on a new index, GT extends it for a longer-lived member.
             .cmd("EXPIRE")
             .arg(&index)
-            .arg(refresh_ttl)
+            .arg(index_ttl)
             .arg("NX")
             .ignore()
             .cmd("EXPIRE")
             .arg(&index)
-            .arg(refresh_ttl)
+            .arg(index_ttl)
             .arg("GT")
             .ignore()
-            .set_ex(self.key("a:", &access_id), access_value, access_ttl)
-            .ignore()
-            .set_ex(self.key("r:", &refresh_id), refresh_value, refresh_ttl)
+            .set_ex(
+                self.key("a:", &access_id),
+                value::encode_access(&pair.access),
+                access_ttl,
+            )
             .ignore();
+        if let (Some(id), Some((_, record))) = (&refresh_id, &pair.refresh) {
+            pipe.set_ex(
+                self.key("r:", id),
+                value::encode_refresh(record),
+                refresh_ttl,
+            )
+            .ignore();
+        }
         let mut conn = self.conn.clone();
         self.bounded("issue", pipe.query_async::<()>(&mut conn))
             .await
     }
 
-    async fn take_refresh(&self, hash: &TokenHash) -> Result<Option<RefreshRecord>, StoreError> {
+    async fn refresh(&self, hash: &TokenHash) -> Result<Option<RefreshState>, StoreError> {
         let key = self.key("r:", &hash.encode());
         let mut conn = self.conn.clone();
-        let raw: Option<String> = self.bounded("take_refresh", conn.get_del(key)).await?;
-        raw.map(|v| value::decode_refresh(&v).ok_or_else(|| corrupt("refresh token")))
+        let raw: Option<String> = self.bounded("get_refresh", conn.get(key)).await?;
+        raw.map(|v| value::decode_refresh_state(&v).ok_or_else(|| corrupt("refresh token")))
+            .transpose()
+    }
+
+    async fn take_refresh(&self, hash: &TokenHash) -> Result<Option<RefreshState>, StoreError> {
+        let key = self.key("r:", &hash.encode());
+        let mut conn = self.conn.clone();
+        let invocation = self.take_refresh.key(key);
+        let raw: Option<String> = self
+            .bounded("take_refresh", invocation.invoke_async(&mut conn))
+            .await?;
+        raw.map(|v| value::decode_refresh_state(&v).ok_or_else(|| corrupt("refresh token")))
             .transpose()
     }
 
@@ -180,23 +281,26 @@ impl TokenStore for RedisTokens {
     }
 
     async fn revoke_user(&self, username: &str) -> Result<u64, StoreError> {
-        let index = self.key("u:", username);
+        let removed = self
+            .revoke_members(username, "revoke_user", |_| true)
+            .await?;
         let mut conn = self.conn.clone();
-        let members: Vec<String> = self
-            .bounded("revoke_user", conn.zrange(&index, 0, -1))
+        let index = self.key("u:", username);
+        self.bounded("revoke_user", conn.del::<_, ()>(index))
             .await?;
-        // One DEL per key: the keys sit on different cluster slots.
-        let mut pipe = redis::pipe();
-        for member in members.iter().filter(|m| m.len() == 2 * HASH_TEXT_LEN) {
-            let (access, refresh) = member.split_at(HASH_TEXT_LEN);
-            pipe.del(self.key("a:", access));
-            pipe.del(self.key("r:", refresh));
-        }
-        pipe.del(&index).ignore();
-        let removed: Vec<u64> = self
-            .bounded("revoke_user", pipe.query_async(&mut conn))
-            .await?;
-        Ok(removed.iter().sum())
+        Ok(removed)
+    }
+
+    async fn revoke_pair(&self, username: &str, access: &TokenHash) -> Result<u64, StoreError> {
+        let access = access.encode();
+        self.revoke_members(username, "revoke_pair", |m| m.access == access)
+            .await
+    }
+
+    async fn revoke_family(&self, username: &str, family: &FamilyId) -> Result<u64, StoreError> {
+        let family = family.encode();
+        self.revoke_members(username, "revoke_family", |m| m.family == family)
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

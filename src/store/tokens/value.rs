@@ -3,10 +3,14 @@
 //! size of JSON, which is most of a token's memory in Redis.
 //!
 //! access:  `expires|lifetime|app_key|token_type|username`
-//! refresh: `expires|lifetime|app_key|token_type|access_hash|username`
+//! refresh: `expires|lifetime|app_key|token_type|access_hash|family|username`
+//! used refresh (a tombstone): `x|` followed by the refresh value it replaced
 use std::borrow::Cow;
 
-use crate::store::{AccessRecord, RefreshRecord, TokenHash};
+use crate::store::{AccessRecord, FamilyId, RefreshRecord, RefreshState, TokenHash};
+
+/// What a used refresh token's value starts with.
+pub const USED: &str = "x|";
 
 fn escape(field: &str) -> Cow<'_, str> {
     if field.contains(['%', '|']) {
@@ -44,6 +48,8 @@ pub fn encode_refresh(r: &RefreshRecord) -> String {
     let mut text = head(&r.grant);
     text.push_str(&r.access.encode());
     text.push('|');
+    text.push_str(&r.family.encode());
+    text.push('|');
     text.push_str(&r.grant.username);
     text
 }
@@ -70,10 +76,19 @@ pub fn decode_access(text: &str) -> Option<AccessRecord> {
     })
 }
 
-pub fn decode_refresh(text: &str) -> Option<RefreshRecord> {
-    let mut parts = text.splitn(6, '|');
+/// A refresh value, live or used.
+pub fn decode_refresh_state(text: &str) -> Option<RefreshState> {
+    match text.strip_prefix(USED) {
+        Some(rest) => decode_refresh(rest).map(RefreshState::Used),
+        None => decode_refresh(text).map(RefreshState::Live),
+    }
+}
+
+fn decode_refresh(text: &str) -> Option<RefreshRecord> {
+    let mut parts = text.splitn(7, '|');
     let (expires, lifetime, app_key, token_type) = decode_head(&mut parts)?;
     let access = TokenHash::decode(parts.next()?)?;
+    let family = FamilyId::decode(parts.next()?)?;
     Some(RefreshRecord {
         grant: AccessRecord {
             username: parts.next()?.to_owned(),
@@ -83,6 +98,7 @@ pub fn decode_refresh(text: &str) -> Option<RefreshRecord> {
             lifetime,
         },
         access,
+        family,
     })
 }
 
@@ -113,8 +129,17 @@ mod tests {
             let refresh = RefreshRecord {
                 grant: r,
                 access: TokenHash::of("x"),
+                family: FamilyId([1, 2, 3, 4, 5, 6]),
             };
-            assert_eq!(decode_refresh(&encode_refresh(&refresh)), Some(refresh));
+            let text = encode_refresh(&refresh);
+            assert_eq!(
+                decode_refresh_state(&text),
+                Some(RefreshState::Live(refresh.clone()))
+            );
+            assert_eq!(
+                decode_refresh_state(&format!("{USED}{text}")),
+                Some(RefreshState::Used(refresh))
+            );
         }
         assert_eq!(
             encode_access(&record("app", "web", "alice")),
@@ -126,6 +151,7 @@ mod tests {
     fn garbage_is_refused() {
         assert_eq!(decode_access("nope"), None);
         assert_eq!(decode_access("1|x|a|t|u"), None);
-        assert_eq!(decode_refresh("1|2|a|t|not-a-hash|u"), None);
+        assert_eq!(decode_refresh_state("1|2|a|t|not-a-hash|AQIDBAUG|u"), None);
+        assert_eq!(decode_refresh_state("x|garbage"), None);
     }
 }

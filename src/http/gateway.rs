@@ -1,0 +1,125 @@
+//! Forward-auth for gateways that send a bodiless request with a bearer token and read
+//! the status and headers (nginx `auth_request`, Traefik ForwardAuth, Envoy `ext_authz`).
+//! Same engine as check_token: one token-store read.
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{
+    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CACHE_CONTROL, WWW_AUTHENTICATE,
+};
+use hyper::{Response, StatusCode};
+
+use super::{Body, State};
+use crate::domain::DomainError;
+use crate::store::{RecordStore, TokenStore};
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+fn header(value: &str) -> HeaderValue {
+    // Usernames are free text: anything that is not a valid header value is sent
+    // percent-encoded rather than dropped.
+    HeaderValue::from_str(value).unwrap_or_else(|_| {
+        let encoded: String = value
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_graphic() || b == b' ' {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        HeaderValue::from_str(&encoded).unwrap_or_else(|_| HeaderValue::from_static(""))
+    })
+}
+
+fn empty(status: StatusCode) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = status;
+    response
+}
+
+/// 200 with the identity headers for a live token, 401 for a missing or dead one, 503
+/// when the token store is unreachable (the gateway must not read that as "deny").
+pub async fn auth<T: TokenStore, R: RecordStore>(
+    state: &State<T, R>,
+    headers: &HeaderMap,
+) -> Response<Body> {
+    let result = state.engine.check_token(bearer(headers)).await;
+    let mut response = match &result {
+        Ok(info) => {
+            let mut r = empty(StatusCode::OK);
+            let h = r.headers_mut();
+            h.insert(
+                HeaderName::from_static("x-auth-username"),
+                header(&info.username),
+            );
+            h.insert(
+                HeaderName::from_static("x-auth-app-key"),
+                header(&info.app_key),
+            );
+            h.insert(
+                HeaderName::from_static("x-auth-token-type"),
+                header(&info.token_type),
+            );
+            h.insert(
+                HeaderName::from_static("x-auth-expires-in"),
+                HeaderValue::from(info.seconds_left),
+            );
+            let cache = state.http.forward_auth_cache_secs;
+            let max_age = i64::try_from(cache)
+                .unwrap_or(i64::MAX)
+                .min(info.seconds_left);
+            let control = if max_age > 0 {
+                HeaderValue::from_str(&format!("private, max-age={max_age}"))
+                    .unwrap_or(HeaderValue::from_static("no-store"))
+            } else {
+                HeaderValue::from_static("no-store")
+            };
+            h.insert(CACHE_CONTROL, control);
+            return r;
+        }
+        Err(DomainError::Store(e)) => {
+            tracing::warn!(error = %e, "forward-auth: token store unavailable");
+            empty(StatusCode::SERVICE_UNAVAILABLE)
+        }
+        Err(_) => {
+            let mut r = empty(StatusCode::UNAUTHORIZED);
+            r.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
+            r
+        }
+    };
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bearer_token_is_read_from_the_authorization_header() {
+        let mut h = HeaderMap::new();
+        assert_eq!(bearer(&h), None);
+        h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer abc"));
+        assert_eq!(bearer(&h), Some("abc"));
+        h.insert(AUTHORIZATION, HeaderValue::from_static("bearer   abc "));
+        assert_eq!(bearer(&h), Some("abc"));
+        h.insert(AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(bearer(&h), None);
+        h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer "));
+        assert_eq!(bearer(&h), None);
+    }
+}

@@ -1,0 +1,259 @@
+//! The standard OAuth 2.0 endpoints: token (RFC 6749), introspection (RFC 7662) and
+//! revocation (RFC 7009). They speak OAuth's JSON, not the seed's envelope, so their
+//! errors map to OAuth error codes here (`oauth_error`), the one such mapping.
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{
+    HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE,
+};
+use hyper::{Response, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::body::{text, Scalar};
+use super::error::ApiError;
+use super::{Body, Request};
+use crate::domain::revoke::TokenKind;
+use crate::domain::{DomainError, Issued};
+use crate::store::{Client, RecordStore, StoreError, TokenStore};
+
+#[derive(Deserialize, Default)]
+struct OAuthBody {
+    grant_type: Option<Scalar>,
+    username: Option<Scalar>,
+    password: Option<Scalar>,
+    refresh_token: Option<Scalar>,
+    token: Option<Scalar>,
+    token_type_hint: Option<Scalar>,
+    client_id: Option<Scalar>,
+    client_secret: Option<Scalar>,
+}
+
+fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// An OAuth error answer (RFC 6749 section 5.2).
+fn oauth_error(e: &DomainError, basic: bool) -> Response<Body> {
+    let (status, code) = match e {
+        DomainError::InvalidClient => (StatusCode::UNAUTHORIZED, "invalid_client"),
+        DomainError::InvalidParam(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+        DomainError::BadCredentials | DomainError::UserDisabled | DomainError::InvalidToken => {
+            (StatusCode::BAD_REQUEST, "invalid_grant")
+        }
+        DomainError::Store(StoreError::Unavailable { .. }) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
+        }
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+    };
+    if status.is_server_error() {
+        tracing::warn!(error = %super::error::chain(e), "oauth request failed");
+    }
+    let mut r = json_response(status, json!({ "error": code }));
+    if basic && code == "invalid_client" {
+        r.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"tokencache\""),
+        );
+    }
+    r
+}
+
+fn form_decode(text: &str) -> Option<String> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={text}"))
+        .ok()?
+        .pop()
+        .map(|(_, v)| v)
+}
+
+/// The client's credentials: HTTP Basic (each part form-encoded, RFC 6749 2.3.1), or
+/// `client_id` / `client_secret` in the body. The flag says whether Basic was used.
+fn credentials<T, R>(
+    req: &Request<'_, T, R>,
+    body: &OAuthBody,
+) -> (Option<(String, String)>, bool) {
+    if let Some(value) = req
+        .parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        if let Some((scheme, encoded)) = value.trim().split_once(' ') {
+            if scheme.eq_ignore_ascii_case("basic") {
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(encoded.trim())
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok());
+                let pair = decoded.and_then(|d| {
+                    let (id, secret) = d.split_once(':')?;
+                    Some((form_decode(id)?, form_decode(secret)?))
+                });
+                return (pair, true);
+            }
+        }
+    }
+    match (text(&body.client_id), text(&body.client_secret)) {
+        (Some(id), Some(secret)) => (Some((id.to_owned(), secret.to_owned())), false),
+        _ => (None, false),
+    }
+}
+
+/// A failure of an OAuth request, and whether the client used HTTP Basic.
+struct Failure(DomainError, bool);
+
+impl From<DomainError> for Failure {
+    fn from(e: DomainError) -> Self {
+        Failure(e, false)
+    }
+}
+
+/// Turns a handler's failure into an OAuth error answer.
+fn answer(result: Result<Response<Body>, Failure>) -> Result<Response<Body>, ApiError> {
+    Ok(result.unwrap_or_else(|Failure(e, basic)| oauth_error(&e, basic)))
+}
+
+async fn client<T: TokenStore, R: RecordStore>(
+    req: &Request<'_, T, R>,
+    body: &OAuthBody,
+) -> Result<Client, Failure> {
+    let (creds, basic) = credentials(req, body);
+    let Some((id, secret)) = creds else {
+        return Err(Failure(DomainError::InvalidClient, basic));
+    };
+    req.engine()
+        .authenticate_client(&id, &secret)
+        .await
+        .map_err(|e| Failure(e, basic))
+}
+
+fn parse(req: &Request<'_, impl TokenStore, impl RecordStore>) -> Result<OAuthBody, Failure> {
+    req.parse::<OAuthBody>()
+        .map_err(|_| Failure(DomainError::InvalidParam("body"), false))
+}
+
+fn required<'a>(field: &'a Option<Scalar>, name: &'static str) -> Result<&'a str, Failure> {
+    text(field)
+        .filter(|t| !t.is_empty())
+        .ok_or(Failure(DomainError::InvalidParam(name), false))
+}
+
+fn token_answer(issued: &Issued) -> Response<Body> {
+    let mut body = json!({
+        "access_token": issued.access_token.expose(),
+        "token_type": "Bearer",
+        "expires_in": issued.expire_time,
+    });
+    if let Some(refresh) = &issued.refresh_token {
+        body["refresh_token"] = json!(refresh.expose());
+    }
+    json_response(StatusCode::OK, body)
+}
+
+/// POST /oauth2/token
+pub async fn token<T: TokenStore, R: RecordStore>(
+    req: &Request<'_, T, R>,
+) -> Result<Response<Body>, ApiError> {
+    answer(grant(req).await)
+}
+
+async fn grant<T: TokenStore, R: RecordStore>(
+    req: &Request<'_, T, R>,
+) -> Result<Response<Body>, Failure> {
+    let body = parse(req)?;
+    let client = client(req, &body).await?;
+    let engine = req.engine();
+    let issued = match text(&body.grant_type) {
+        Some("password") => {
+            let username = required(&body.username, "username")?;
+            let password = required(&body.password, "password")?;
+            engine
+                .password_grant(&client, username, password)
+                .await
+                .inspect_err(|e| {
+                    tracing::info!(username, client = client.app_key, peer = %req.peer.ip(),
+                        request_id = req.request_id, reason = %e, "oauth2 password grant refused");
+                })?
+        }
+        Some("refresh_token") => {
+            let token = required(&body.refresh_token, "refresh_token")?;
+            engine.refresh_grant(&client, token).await?
+        }
+        Some("client_credentials") => engine.client_credentials_grant(&client).await?,
+        Some(_) => {
+            return Ok(json_response(
+                StatusCode::BAD_REQUEST,
+                json!({"error": "unsupported_grant_type"}),
+            ))
+        }
+        None => return Err(DomainError::InvalidParam("grant_type").into()),
+    };
+    Ok(token_answer(&issued))
+}
+
+/// POST /oauth2/introspect
+pub async fn introspect<T: TokenStore, R: RecordStore>(
+    req: &Request<'_, T, R>,
+) -> Result<Response<Body>, ApiError> {
+    answer(introspection(req).await)
+}
+
+async fn introspection<T: TokenStore, R: RecordStore>(
+    req: &Request<'_, T, R>,
+) -> Result<Response<Body>, Failure> {
+    let body = parse(req)?;
+    client(req, &body).await?;
+    let token = required(&body.token, "token")?;
+    let found = req
+        .engine()
+        .introspect(token, text(&body.token_type_hint))
+        .await?;
+    Ok(match found {
+        Some(i) => json_response(
+            StatusCode::OK,
+            json!({
+                "active": true,
+                "username": i.record.username,
+                "sub": i.record.username,
+                "client_id": i.record.app_key,
+                "token_type": match i.kind {
+                    TokenKind::Access => "Bearer",
+                    TokenKind::Refresh => "refresh_token",
+                },
+                "exp": i.record.expires,
+                "iat": i.issued_at,
+                "app_token_type": i.record.token_type,
+            }),
+        ),
+        None => json_response(StatusCode::OK, json!({"active": false})),
+    })
+}
+
+/// POST /oauth2/revoke
+pub async fn revoke<T: TokenStore, R: RecordStore>(
+    req: &Request<'_, T, R>,
+) -> Result<Response<Body>, ApiError> {
+    answer(revocation(req).await)
+}
+
+async fn revocation<T: TokenStore, R: RecordStore>(
+    req: &Request<'_, T, R>,
+) -> Result<Response<Body>, Failure> {
+    let body = parse(req)?;
+    let client = client(req, &body).await?;
+    let token = required(&body.token, "token")?;
+    req.engine()
+        .revoke(&client.app_key, token, text(&body.token_type_hint))
+        .await?;
+    // RFC 7009: 200 with no content, also for unknown tokens.
+    let mut r = Response::new(Full::new(Bytes::new()));
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
+}
