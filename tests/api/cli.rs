@@ -144,3 +144,32 @@ fn help_documents_every_setting_with_its_environment_variable() {
         assert!(help.contains(env), "{env} missing from serve --help");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_logout_from_the_cli_revokes_every_token_at_once() {
+    let Some(app) = TestApp::spawn(Backend::Real).await else {
+        return;
+    };
+    let (a1, r1) = app.login().await;
+    let (a2, _) = app.login().await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tokencache"))
+        .args(["user", "logout", "alice"])
+        .env(
+            "DATABASE_URL",
+            app.settings.database_url.as_deref().unwrap(),
+        )
+        .env("REDIS_URL", REDIS_URL)
+        .env("TOKENCACHE_REDIS_PREFIX", &app.settings.redis_prefix)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = ok(&out);
+    assert!(
+        stdout.contains("4 live token(s) of alice revoked"),
+        "{stdout}"
+    );
+    assert_fails(&app.check_token(&a1).await, 401, 102);
+    assert_fails(&app.check_token(&a2).await, 401, 102);
+    assert_fails(&app.refresh(&r1).await, 401, 102);
+    app.cleanup().await;
+}

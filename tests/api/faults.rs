@@ -91,6 +91,15 @@ async fn check_token_answers_503_when_redis_is_down_and_recovers_when_it_is_back
     // The client's 10 s timeout turns a hang into a failure.
     assert_fails(&app.check_token(&access).await, 503, 1);
     assert_fails(&app.check_token(&access).await, 503, 1);
+    // Forward-auth says "the validator is down", not "deny".
+    let r = app
+        .http
+        .get(format!("{}/api/v1/auth", app.base))
+        .header("authorization", format!("Bearer {access}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_fails(&app.refresh(&refresh).await, 503, 1);
     assert_fails(&app.authorize("alice", PASSWORD).await, 503, 1);
 

@@ -83,8 +83,10 @@ impl TestApp {
     ) -> Option<(Settings, Option<String>, Option<String>)> {
         let mut settings = Settings {
             rules: test_rules(),
-            redis_timeout: Duration::from_millis(500),
-            database_timeout: Duration::from_millis(2000),
+            // Hang guards for a loaded CI machine, not behaviour under test (the fault
+            // tests set their own short bounds).
+            redis_timeout: Duration::from_millis(2000),
+            database_timeout: Duration::from_millis(10000),
             ..Settings::default()
         };
         match backend {

@@ -6,6 +6,7 @@ mod authorize;
 mod check_and_refresh;
 mod cli;
 mod faults;
+mod gateways;
 mod ops;
 mod redis_layout;
 mod transport;
