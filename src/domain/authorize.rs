@@ -84,6 +84,13 @@ impl<T: TokenStore, R: RecordStore> Engine<T, R> {
         }
         self.check_fresh(appid, time, signature).await?;
 
+        // A username with too many recent failed logins is locked (405), right
+        // password or not: no password check, so no oracle for the guesser.
+        let failures = match password {
+            Some(_) => self.check_login_lock(username).await?.count,
+            None => 0,
+        };
+
         // 7. user and password (1004), 8. not disabled (2)
         let user = self.records.user(username).await?;
         if let Some(pw) = password {
@@ -92,7 +99,11 @@ impl<T: TokenStore, R: RecordStore> Engine<T, R> {
                 .verify(user.as_ref().map(|u| &u.password), pw)
                 .await?;
             if verdict == Verdict::Mismatch {
+                self.login_failed(username).await?;
                 return Err(DomainError::BadCredentials);
+            }
+            if failures > 0 {
+                self.clear_login_failures(username).await?;
             }
             if verdict == Verdict::MatchRehash {
                 let hash = self.passwords.hash(pw).await?;

@@ -1,6 +1,8 @@
 //! The HTTP layer: bytes ⇄ request structs, the router, status codes and the envelope.
 //! It imports neither redis nor sea-orm; it talks to the domain only.
+mod accounts;
 pub mod body;
+mod client_ip;
 pub mod envelope;
 pub mod error;
 mod tokens;
@@ -13,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::Incoming;
-use hyper::header::{HeaderMap, HeaderValue, ACCEPT_LANGUAGE, ALLOW};
+use hyper::header::{HeaderMap, HeaderValue, ACCEPT_LANGUAGE, ALLOW, RETRY_AFTER};
 use hyper::http::request::Parts;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -42,6 +44,8 @@ pub struct HttpSettings {
     pub lang: Lang,
     /// How long in-flight requests may take to finish once shutdown starts.
     pub shutdown_grace: Duration,
+    /// Take the client IP from the first `X-Forwarded-For` hop (behind a trusted proxy).
+    pub trust_forwarded_for: bool,
 }
 
 impl Default for HttpSettings {
@@ -51,6 +55,7 @@ impl Default for HttpSettings {
             max_body_bytes: 16 * 1024,
             lang: Lang::En,
             shutdown_grace: Duration::from_secs(10),
+            trust_forwarded_for: false,
         }
     }
 }
@@ -82,11 +87,16 @@ impl<T: TokenStore, R: RecordStore> Request<'_, T, R> {
 }
 
 /// The routes that take a signed JSON or form body.
-const POST_ROUTES: [&str; 4] = [
+const POST_ROUTES: [&str; 9] = [
     "/api/v1/authorize",
     "/api/v1/authorize_nopwd",
     "/api/v1/check_token",
     "/api/v1/refresh_token",
+    "/api/v1/get_verify",
+    "/api/v1/check_user",
+    "/api/v1/doaction",
+    "/api/v1/get_userinfo",
+    "/api/v1/update_userinfo",
 ];
 
 /// Maps the legacy prefix `/oauth2/api/v1/…` onto `/api/v1/…`.
@@ -140,7 +150,12 @@ pub async fn handle<T: TokenStore, R: RecordStore>(
                         "/api/v1/authorize" => tokens::authorize(&req, true).await,
                         "/api/v1/authorize_nopwd" => tokens::authorize(&req, false).await,
                         "/api/v1/check_token" => tokens::check_token(&req).await,
-                        _ => tokens::refresh_token(&req).await,
+                        "/api/v1/refresh_token" => tokens::refresh_token(&req).await,
+                        "/api/v1/get_verify" => accounts::get_verify(&req).await,
+                        "/api/v1/check_user" => accounts::check_user(&req).await,
+                        "/api/v1/doaction" => accounts::doaction(&req).await,
+                        "/api/v1/get_userinfo" => accounts::get_userinfo(&req).await,
+                        _ => accounts::update_userinfo(&req).await,
                     }
                 }
                 Err(e) => Err(e),
@@ -165,6 +180,11 @@ fn error_response(e: &ApiError, reply: Replier, path: &str) -> Response<Body> {
         response
             .headers_mut()
             .insert(ALLOW, HeaderValue::from_static("POST"));
+    }
+    if let Some(seconds) = e.retry_after() {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(seconds));
     }
     response
 }
