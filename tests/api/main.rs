@@ -1,10 +1,14 @@
 //! Integration tests: the real server in-process on port 0, spoken to over HTTP, on
 //! MariaDB + Redis and on the embedded stores.
 mod helpers;
+mod webhook;
 
+mod accounts;
 mod authorize;
 mod check_and_refresh;
 mod cli;
 mod faults;
+mod limits;
+mod profile;
 mod redis_layout;
 mod transport;
