@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::delivery::{self, DeliverySettings};
 use crate::domain::password::PasswordError;
 use crate::domain::{Engine, Rules};
 use crate::http::{self, HttpSettings};
@@ -37,6 +38,8 @@ pub struct Settings {
     pub migrate: bool,
     pub rules: Rules,
     pub http: HttpSettings,
+    /// How verification codes are delivered.
+    pub delivery: DeliverySettings,
 }
 
 impl Default for Settings {
@@ -50,6 +53,7 @@ impl Default for Settings {
             migrate: true,
             rules: Rules::default(),
             http: HttpSettings::default(),
+            delivery: DeliverySettings::default(),
         }
     }
 }
@@ -64,6 +68,8 @@ pub enum StartError {
     Tokens(#[source] StoreError),
     #[error(transparent)]
     Password(#[from] PasswordError),
+    #[error(transparent)]
+    Delivery(#[from] delivery::webhook::WebhookError),
 }
 
 /// Opens both stores (migrating when asked) and builds the engine.
@@ -87,12 +93,14 @@ pub async fn engine(settings: &Settings) -> Result<AppEngine, StartError> {
         ),
         None => Tokens::Memory(MemoryTokens::new()),
     };
-    Ok(Engine::new(tokens, records, settings.rules.clone())?)
+    let delivery = delivery::build(&settings.delivery)?;
+    Ok(Engine::new(tokens, records, settings.rules.clone())?.with_delivery(delivery))
 }
 
 /// Builds the shared state and logs which stores are in use.
 pub async fn state(settings: &Settings) -> Result<Arc<AppState>, StartError> {
     let engine = engine(settings).await?;
+    delivery::announce(&settings.delivery);
     let records = engine.records.name();
     match engine.tokens {
         Tokens::Redis(_) => tracing::info!(records, tokens = "redis", "stores ready"),

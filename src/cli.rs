@@ -6,7 +6,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::app::{self, Settings};
+use crate::delivery::DeliverySettings;
 use crate::domain::admin::ClientSpec;
+use crate::domain::limits::Limits;
 use crate::domain::password::Argon2Settings;
 use crate::domain::{DomainError, Rules};
 use crate::http::{HttpSettings, Lang};
@@ -148,6 +150,105 @@ pub struct ServeArgs {
     /// token's expiry); 0 sends Cache-Control: no-store.
     #[arg(long, env = "TOKENCACHE_FORWARD_AUTH_CACHE_SECS", default_value_t = 0)]
     pub forward_auth_cache_secs: u64,
+    #[command(flatten)]
+    pub accounts: AccountArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeliveryArg {
+    /// Write codes to the server log (development only).
+    Log,
+    /// POST codes as JSON to --code-webhook.
+    Webhook,
+}
+
+/// Settings of the account endpoints: code delivery, code limits, login lockout, per-IP
+/// limits, the client address.
+#[derive(Debug, Args)]
+pub struct AccountArgs {
+    /// How verification codes are delivered: `log` writes them to the server log (a
+    /// development setting), `webhook` POSTs them to --code-webhook.
+    #[arg(
+        long,
+        env = "TOKENCACHE_CODE_DELIVERY",
+        value_enum,
+        default_value = "log"
+    )]
+    pub code_delivery: DeliveryArg,
+    /// URL the webhook delivery POSTs each code to (required with --code-delivery webhook).
+    #[arg(
+        long,
+        env = "TOKENCACHE_CODE_WEBHOOK",
+        hide_env_values = true,
+        required_if_eq("code_delivery", "webhook")
+    )]
+    pub code_webhook: Option<String>,
+    /// Bound on one webhook call in milliseconds; past it the delivery failed.
+    #[arg(
+        long,
+        env = "TOKENCACHE_CODE_WEBHOOK_TIMEOUT_MS",
+        default_value_t = 5000
+    )]
+    pub code_webhook_timeout_ms: u64,
+    /// Seconds a verification code lives.
+    #[arg(long, env = "TOKENCACHE_CODE_TTL", default_value_t = 600)]
+    pub code_ttl: u64,
+    /// Seconds before another code may be sent to the same username.
+    #[arg(long, env = "TOKENCACHE_CODE_RESEND", default_value_t = 60)]
+    pub code_resend: u64,
+    /// Wrong guesses after which a code is void.
+    #[arg(long, env = "TOKENCACHE_CODE_ATTEMPTS", default_value_t = 5)]
+    pub code_attempts: u64,
+    /// Failed password checks per username within --login-window after which authorize
+    /// refuses that username (405, HTTP 429) for the rest of the window; 0: off.
+    #[arg(long, env = "TOKENCACHE_LOGIN_FAILURES", default_value_t = 5)]
+    pub login_failures: u64,
+    /// Seconds of the failed-login window.
+    #[arg(long, env = "TOKENCACHE_LOGIN_WINDOW", default_value_t = 900)]
+    pub login_window: u64,
+    /// Seconds of the per-IP windows.
+    #[arg(long, env = "TOKENCACHE_IP_WINDOW", default_value_t = 60)]
+    pub ip_window: u64,
+    /// authorize requests per client IP per window; 0: no limit.
+    #[arg(long, env = "TOKENCACHE_IP_LIMIT_AUTHORIZE", default_value_t = 1200)]
+    pub ip_limit_authorize: u64,
+    /// get_verify requests per client IP per window; 0: no limit.
+    #[arg(long, env = "TOKENCACHE_IP_LIMIT_GET_VERIFY", default_value_t = 120)]
+    pub ip_limit_get_verify: u64,
+    /// check_user requests per client IP per window; 0: no limit.
+    #[arg(long, env = "TOKENCACHE_IP_LIMIT_CHECK_USER", default_value_t = 600)]
+    pub ip_limit_check_user: u64,
+    /// Take the client IP from the first X-Forwarded-For hop (only behind a proxy that
+    /// sets that header itself).
+    #[arg(long, env = "TOKENCACHE_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
+}
+
+impl AccountArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            code_ttl: self.code_ttl,
+            code_resend: self.code_resend,
+            code_attempts: self.code_attempts,
+            login_failures: self.login_failures,
+            login_window: self.login_window,
+            ip_window: self.ip_window,
+            ip_authorize: self.ip_limit_authorize,
+            ip_get_verify: self.ip_limit_get_verify,
+            ip_check_user: self.ip_limit_check_user,
+        }
+    }
+
+    fn delivery(&self) -> DeliverySettings {
+        match (self.code_delivery, &self.code_webhook) {
+            (DeliveryArg::Webhook, Some(url)) => DeliverySettings::Webhook {
+                url: Secret::new(url.clone()),
+                timeout: Duration::from_millis(self.code_webhook_timeout_ms),
+            },
+            // clap requires --code-webhook with `webhook`.
+            _ => DeliverySettings::Log,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -222,6 +323,7 @@ impl StoreArgs {
                 iterations: self.argon2_iterations,
                 parallelism: self.argon2_parallelism,
             },
+            limits: Limits::default(),
         }
     }
 
@@ -236,6 +338,7 @@ impl StoreArgs {
             migrate,
             rules: self.rules(Rules::default().freshness_window),
             http: HttpSettings::default(),
+            delivery: DeliverySettings::default(),
         }
     }
 }
@@ -244,7 +347,11 @@ impl ServeArgs {
     pub fn settings(&self, stores: &StoreArgs) -> Settings {
         Settings {
             migrate: !self.no_migrate,
-            rules: stores.rules(self.freshness_window),
+            rules: Rules {
+                limits: self.accounts.limits(),
+                ..stores.rules(self.freshness_window)
+            },
+            delivery: self.accounts.delivery(),
             http: HttpSettings {
                 compat_http_200: self.compat_http_200,
                 max_body_bytes: self.max_body_bytes,
@@ -254,6 +361,7 @@ impl ServeArgs {
                 },
                 shutdown_grace: Duration::from_secs(self.shutdown_grace),
                 forward_auth_cache_secs: self.forward_auth_cache_secs,
+                trust_forwarded_for: self.accounts.trust_forwarded_for,
             },
             ..stores.settings(true)
         }

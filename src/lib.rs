@@ -10,12 +10,16 @@
 //! - [`store`]: `TokenStore` (Redis in `store::tokens::redis`, or in-process) and
 //!   `RecordStore` (sea-orm over MySQL/MariaDB or SQLite in `store::records::sea`).
 //!
+//! - [`delivery`]: how verification codes reach users (the server log, or a webhook),
+//!   behind `domain::delivery::CodeDelivery`.
+//!
 //! [`app`] wires them from [`app::Settings`]; [`cli`] is the command line;
 //! [`telemetry`] names every metric and renders them for `/metrics`.
 #![forbid(unsafe_code)]
 
 pub mod app;
 pub mod cli;
+pub mod delivery;
 pub mod domain;
 pub mod http;
 pub mod secret;

@@ -93,14 +93,17 @@ impl<T: TokenStore, R: RecordStore> Engine<T, R> {
             .map_err(conflict_is_exists)
     }
 
-    /// Sets a new password and revokes every live token of the user.
+    /// Sets a new password, revokes every live token of the user and lifts a login
+    /// lockout (the guesser's password is no longer the one to guess).
     pub async fn set_password(&self, username: &str, password: &str) -> Result<u64, DomainError> {
         if password.is_empty() {
             return Err(DomainError::InvalidParam("password"));
         }
         let hash = self.passwords.hash(password).await?;
         found(self.records.set_password(username, &hash).await?)?;
-        Ok(self.tokens.revoke_user(username).await?)
+        let revoked = self.tokens.revoke_user(username).await?;
+        self.clear_login_failures(username).await?;
+        Ok(revoked)
     }
 
     /// Revokes every live token of a user (the user need not exist in the records).

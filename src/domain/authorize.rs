@@ -123,20 +123,27 @@ impl<T: TokenStore, R: RecordStore> Engine<T, R> {
         self.issue(route, grant, None, true).await
     }
 
-    /// The user with this password (1004 otherwise), not disabled (2). A legacy plain
-    /// password or an outdated hash is re-hashed on the way.
+    /// The user with this password (1004 otherwise), not disabled (2). A username with
+    /// too many recent failures is locked (405) before any check, right password or not:
+    /// no oracle for the guesser. A legacy plain password or an outdated hash is
+    /// re-hashed on the way.
     pub(crate) async fn check_password(
         &self,
         username: &str,
         password: &str,
     ) -> Result<User, DomainError> {
+        let failures = self.check_login_lock(username).await?.count;
         let user = self.records.user(username).await?;
         let verdict = self
             .passwords
             .verify(user.as_ref().map(|u| &u.password), password)
             .await?;
         if verdict == Verdict::Mismatch {
+            self.login_failed(username).await?;
             return Err(DomainError::BadCredentials);
+        }
+        if failures > 0 {
+            self.clear_login_failures(username).await?;
         }
         let user = user.ok_or(DomainError::BadCredentials)?;
         if verdict == Verdict::MatchRehash {

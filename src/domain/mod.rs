@@ -1,6 +1,7 @@
 //! The rules of the token server, free of HTTP and of any store's types: signatures,
-//! password checks, issuing, checking, refreshing and revoking tokens. `Engine` is
-//! generic over the two store traits.
+//! password checks, issuing, checking, refreshing and revoking tokens; accounts
+//! (verification codes, sign-up, password change, profiles) and abuse limits. `Engine`
+//! is generic over the two store traits.
 pub mod account;
 pub mod admin;
 pub mod authorize;
@@ -12,11 +13,22 @@ pub mod revoke;
 pub mod sign;
 pub mod token;
 
+pub mod delivery;
+pub mod limits;
+pub mod profile;
+pub mod register;
+mod signed;
+pub mod verify;
+
+use std::sync::Arc;
+
 use crate::secret::Secret;
 use crate::store::{
     AccessRecord, FamilyId, IssuedPair, RecordStore, RefreshRecord, StoreError, TokenHash,
     TokenStore,
 };
+use delivery::{Channel, CodeDelivery, DeliveryError};
+use limits::Limits;
 use password::{Argon2Settings, PasswordError, Passwords};
 
 /// The rule settings.
@@ -26,6 +38,8 @@ pub struct Rules {
     /// replay checks off for old clients.
     pub freshness_window: u64,
     pub argon2: Argon2Settings,
+    /// Login lockout, per-IP limits, verification codes.
+    pub limits: Limits,
 }
 
 impl Default for Rules {
@@ -33,6 +47,7 @@ impl Default for Rules {
         Self {
             freshness_window: 300,
             argon2: Argon2Settings::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -71,6 +86,24 @@ pub enum DomainError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Password(#[from] PasswordError),
+    #[error("verification code requested too often (retry in {retry_after} s)")]
+    CodeTooSoon { retry_after: u64 },
+    #[error("{channel} delivery failed: {source}")]
+    Delivery {
+        channel: Channel,
+        #[source]
+        source: DeliveryError,
+    },
+    #[error("not a plausible phone number")]
+    PhoneMalformed,
+    #[error("verification code missing, wrong, expired or void")]
+    WrongCode,
+    #[error("user does not exist")]
+    UserMissing,
+    #[error("too many requests from this address (retry in {retry_after} s)")]
+    RateLimited { retry_after: u64 },
+    #[error("too many failed logins for this username (retry in {retry_after} s)")]
+    LockedOut { retry_after: u64 },
 }
 
 impl DomainError {
@@ -92,6 +125,13 @@ impl DomainError {
             DomainError::NotFound => "not_found",
             DomainError::Store(_) => "store_error",
             DomainError::Password(_) => "internal",
+            DomainError::CodeTooSoon { .. } => "code_too_soon",
+            DomainError::Delivery { .. } => "delivery_failed",
+            DomainError::PhoneMalformed => "phone_malformed",
+            DomainError::WrongCode => "wrong_code",
+            DomainError::UserMissing => "user_missing",
+            DomainError::RateLimited { .. } => "rate_limited",
+            DomainError::LockedOut { .. } => "locked_out",
         }
     }
 }
@@ -113,6 +153,8 @@ pub struct Engine<T, R> {
     pub records: R,
     pub rules: Rules,
     pub passwords: Passwords,
+    /// Sends verification codes; the server log unless `with_delivery` says otherwise.
+    pub delivery: Arc<dyn CodeDelivery>,
 }
 
 impl<T: TokenStore, R: RecordStore> Engine<T, R> {
@@ -123,7 +165,14 @@ impl<T: TokenStore, R: RecordStore> Engine<T, R> {
             records,
             rules,
             passwords,
+            delivery: Arc::new(crate::delivery::log::LogDelivery),
         })
+    }
+
+    /// The same engine sending verification codes through `delivery`.
+    pub fn with_delivery(mut self, delivery: Arc<dyn CodeDelivery>) -> Self {
+        self.delivery = delivery;
+        self
     }
 
     /// Creates and stores a new pair for a user of a client. `family` is the login the

@@ -25,6 +25,12 @@ pub enum Code {
     BadCredentials = 1004,
     NotFound = 1006,
     UserExists = 1012,
+    CodeTooSoon = 1013,
+    MailFailed = 1014,
+    SmsFailed = 1015,
+    PhoneMalformed = 1016,
+    CodeWrong = 1017,
+    UserMissing = 1018,
 }
 
 /// Which texts the `error` field carries.
@@ -70,6 +76,19 @@ impl Code {
             (NotFound, Lang::Zh) => "未找到",
             (UserExists, Lang::En) => "user already exists",
             (UserExists, Lang::Zh) => "用户已存在",
+            (CodeTooSoon, Lang::En) => "verification code requested too often",
+            // The seed's text, typo (平凡 for 频繁) included: old clients may match on it.
+            (CodeTooSoon, Lang::Zh) => "验证码请求过于平凡",
+            (MailFailed, Lang::En) => "mail sending failed",
+            (MailFailed, Lang::Zh) => "邮箱发送失败",
+            (SmsFailed, Lang::En) => "SMS sending failed",
+            (SmsFailed, Lang::Zh) => "手机发送失败",
+            (PhoneMalformed, Lang::En) => "phone number malformed",
+            (PhoneMalformed, Lang::Zh) => "手机号格式有问题",
+            (CodeWrong, Lang::En) => "verification code wrong",
+            (CodeWrong, Lang::Zh) => "验证码错误",
+            (UserMissing, Lang::En) => "user does not exist",
+            (UserMissing, Lang::Zh) => "用户不存在",
         }
     }
 
@@ -88,6 +107,10 @@ impl Code {
             ParamInvalid => StatusCode::BAD_REQUEST,
             NotFound => StatusCode::NOT_FOUND,
             UserExists => StatusCode::CONFLICT,
+            CodeTooSoon => StatusCode::TOO_MANY_REQUESTS,
+            MailFailed | SmsFailed => StatusCode::BAD_GATEWAY,
+            PhoneMalformed | CodeWrong => StatusCode::BAD_REQUEST,
+            UserMissing => StatusCode::NOT_FOUND,
         }
     }
 }
@@ -113,6 +136,11 @@ impl Replier {
     /// A success envelope with data.
     pub fn ok<D: Serialize>(&self, data: D) -> Response<Body> {
         self.envelope(Code::Ok, StatusCode::OK, Some(data))
+    }
+
+    /// A success envelope without data (`{"state": true, "code": 0, "error": "ok"}`).
+    pub fn done(&self) -> Response<Body> {
+        self.envelope::<()>(Code::Ok, StatusCode::OK, None)
     }
 
     /// A failure envelope with the code's own status, or `status` when given (413, 405).
@@ -159,5 +187,8 @@ mod tests {
         assert_eq!(Code::ParamInvalid.status(), StatusCode::BAD_REQUEST);
         assert_eq!(Code::AppidExpired.status(), StatusCode::FORBIDDEN);
         assert_eq!(Code::Ok.text(Lang::Zh), "默认返回值");
+        assert_eq!(Code::CodeTooSoon.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(Code::SmsFailed.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(Code::UserMissing.id(), 1018);
     }
 }

@@ -3,6 +3,7 @@
 use hyper::StatusCode;
 
 use super::envelope::Code;
+use crate::domain::delivery::Channel;
 use crate::domain::DomainError;
 use crate::store::StoreError;
 
@@ -46,6 +47,16 @@ impl ApiError {
                 D::Store(StoreError::Unavailable { .. }) => (Code::Maintenance, None),
                 D::Store(StoreError::Conflict) => (Code::UserExists, None),
                 D::Store(StoreError::Corrupt { .. }) | D::Password(_) => (Code::Unknown, None),
+                D::CodeTooSoon { .. } => (Code::CodeTooSoon, None),
+                D::Delivery {
+                    channel: Channel::Mail,
+                    ..
+                } => (Code::MailFailed, None),
+                D::Delivery { .. } => (Code::SmsFailed, None),
+                D::PhoneMalformed => (Code::PhoneMalformed, None),
+                D::WrongCode => (Code::CodeWrong, None),
+                D::UserMissing => (Code::UserMissing, None),
+                D::RateLimited { .. } | D::LockedOut { .. } => (Code::Forbidden, None),
             },
         }
     }
@@ -54,8 +65,22 @@ impl ApiError {
     pub fn is_server_side(&self) -> bool {
         matches!(
             self,
-            ApiError::Domain(DomainError::Store(_)) | ApiError::Domain(DomainError::Password(_))
+            ApiError::Domain(DomainError::Store(_))
+                | ApiError::Domain(DomainError::Password(_))
+                | ApiError::Domain(DomainError::Delivery { .. })
         )
+    }
+
+    /// Seconds for a `Retry-After` header: rate limits, lockouts, the code resend lock.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::Domain(
+                DomainError::RateLimited { retry_after }
+                | DomainError::LockedOut { retry_after }
+                | DomainError::CodeTooSoon { retry_after },
+            ) => Some(*retry_after),
+            _ => None,
+        }
     }
 }
 

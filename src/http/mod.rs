@@ -1,6 +1,8 @@
 //! The HTTP layer: bytes ⇄ request structs, the router, status codes and the envelope.
 //! It imports neither redis nor sea-orm; it talks to the domain only.
+mod accounts;
 pub mod body;
+mod client_ip;
 pub mod envelope;
 pub mod error;
 mod gateway;
@@ -16,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::body::Incoming;
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT_LANGUAGE, ALLOW};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT_LANGUAGE, ALLOW, RETRY_AFTER};
 use hyper::http::request::Parts;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -48,6 +50,8 @@ pub struct HttpSettings {
     /// How long (seconds) a gateway may cache a positive forward-auth answer; never past
     /// the token's expiry. 0: `Cache-Control: no-store`.
     pub forward_auth_cache_secs: u64,
+    /// Take the client IP from the first `X-Forwarded-For` hop (behind a trusted proxy).
+    pub trust_forwarded_for: bool,
 }
 
 impl Default for HttpSettings {
@@ -58,6 +62,7 @@ impl Default for HttpSettings {
             lang: Lang::En,
             shutdown_grace: Duration::from_secs(10),
             forward_auth_cache_secs: 0,
+            trust_forwarded_for: false,
         }
     }
 }
@@ -91,7 +96,7 @@ impl<T: TokenStore, R: RecordStore> Request<'_, T, R> {
 }
 
 /// The routes that take a JSON or form body.
-const POST_ROUTES: [&str; 8] = [
+const POST_ROUTES: [&str; 13] = [
     "/api/v1/authorize",
     "/api/v1/authorize_nopwd",
     "/api/v1/check_token",
@@ -100,6 +105,11 @@ const POST_ROUTES: [&str; 8] = [
     "/oauth2/token",
     "/oauth2/introspect",
     "/oauth2/revoke",
+    "/api/v1/get_verify",
+    "/api/v1/check_user",
+    "/api/v1/doaction",
+    "/api/v1/get_userinfo",
+    "/api/v1/update_userinfo",
 ];
 
 /// Forward-auth: any method, no body (gateways forward the original request's method).
@@ -224,7 +234,12 @@ async fn route_request<T: TokenStore, R: RecordStore>(
                         "/api/v1/logout" => tokens::logout(&req).await,
                         "/oauth2/token" => oauth::token(&req).await,
                         "/oauth2/introspect" => oauth::introspect(&req).await,
-                        _ => oauth::revoke(&req).await,
+                        "/oauth2/revoke" => oauth::revoke(&req).await,
+                        "/api/v1/get_verify" => accounts::get_verify(&req).await,
+                        "/api/v1/check_user" => accounts::check_user(&req).await,
+                        "/api/v1/doaction" => accounts::doaction(&req).await,
+                        "/api/v1/get_userinfo" => accounts::get_userinfo(&req).await,
+                        _ => accounts::update_userinfo(&req).await,
                     }
                 }
                 Err(e) => Err(e),
@@ -250,6 +265,11 @@ fn error_response(e: &ApiError, reply: Replier, route: &str, request_id: &str) -
         response
             .headers_mut()
             .insert(ALLOW, HeaderValue::from_static(allow));
+    }
+    if let Some(seconds) = e.retry_after() {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(seconds));
     }
     response
 }

@@ -5,7 +5,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{
-    HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE,
+    HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use hyper::{Response, StatusCode};
 use serde::Deserialize;
@@ -14,6 +14,7 @@ use serde_json::json;
 use super::body::{text, Scalar};
 use super::error::ApiError;
 use super::{Body, Request};
+use crate::domain::limits::IpLimited;
 use crate::domain::revoke::TokenKind;
 use crate::domain::{DomainError, Issued};
 use crate::store::{Client, RecordStore, StoreError, TokenStore};
@@ -51,12 +52,20 @@ fn oauth_error(e: &DomainError, basic: bool) -> Response<Body> {
         DomainError::Store(StoreError::Unavailable { .. }) => {
             (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
         }
+        // The same lockout and per-IP limit as authorize.
+        DomainError::RateLimited { .. } | DomainError::LockedOut { .. } => {
+            (StatusCode::TOO_MANY_REQUESTS, "access_denied")
+        }
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
     };
     if status.is_server_error() {
         tracing::warn!(error = %super::error::chain(e), "oauth request failed");
     }
     let mut r = json_response(status, json!({ "error": code }));
+    if let DomainError::RateLimited { retry_after } | DomainError::LockedOut { retry_after } = e {
+        r.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(*retry_after));
+    }
     if basic && code == "invalid_client" {
         r.headers_mut().insert(
             WWW_AUTHENTICATE,
@@ -173,6 +182,9 @@ async fn grant<T: TokenStore, R: RecordStore>(
         Some("password") => {
             let username = required(&body.username, "username")?;
             let password = required(&body.password, "password")?;
+            engine
+                .limit_ip(IpLimited::Authorize, req.client_ip())
+                .await?;
             engine
                 .password_grant(&client, username, password)
                 .await

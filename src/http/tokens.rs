@@ -6,6 +6,7 @@ use super::body::{text, Scalar};
 use super::error::ApiError;
 use super::Request;
 use crate::domain::authorize::Login;
+use crate::domain::limits::IpLimited;
 use crate::domain::Issued;
 use crate::store::{RecordStore, TokenStore};
 
@@ -112,14 +113,24 @@ pub async fn authorize<T: TokenStore, R: RecordStore>(
         time: text(&body.time),
         signature: text(&body.token),
     };
-    match req.engine().authorize(&login, with_password).await {
+    let ip = req.client_ip();
+    // The per-IP limit guards password guessing; authorize_nopwd is a trusted backend's.
+    let limited = match with_password {
+        true => req.engine().limit_ip(IpLimited::Authorize, ip).await,
+        false => Ok(()),
+    };
+    let result = match limited {
+        Ok(()) => req.engine().authorize(&login, with_password).await,
+        Err(e) => Err(e),
+    };
+    match result {
         Ok(issued) => Ok(req.reply.ok(issued.data(false))),
         Err(e) => {
             // Failed logins leave a trace with who and from where, never the password.
             tracing::info!(
                 username = login.username.unwrap_or(""),
                 appid = login.appid.unwrap_or(""),
-                peer = %req.peer.ip(),
+                peer = %ip,
                 request_id = req.request_id,
                 reason = %e,
                 "login refused"

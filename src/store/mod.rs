@@ -199,6 +199,54 @@ pub trait TokenStore: Send + Sync + 'static {
 
     /// Checks that the store answers (readiness).
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Adds one to a named counter that lives `window_secs` from its first hit
+    /// (INCR, then EXPIRE NX on the same key); returns the new count and the seconds
+    /// until the counter resets.
+    fn hit(
+        &self,
+        counter: &str,
+        window_secs: u64,
+    ) -> impl Future<Output = Result<Counter, StoreError>> + Send;
+
+    /// The counter's value and seconds left, without counting (zero when absent).
+    fn peek(&self, counter: &str) -> impl Future<Output = Result<Counter, StoreError>> + Send;
+
+    /// Deletes a counter.
+    fn clear(&self, counter: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Takes a named lock for `ttl_secs` unless someone holds it (SET NX EX):
+    /// `None` when taken now, `Some(seconds left)` when already held.
+    fn lock(
+        &self,
+        name: &str,
+        ttl_secs: u64,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
+    /// Releases a named lock.
+    fn unlock(&self, name: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Stores a verification code under a name for `ttl_secs`, replacing an earlier one.
+    fn put_code(
+        &self,
+        name: &str,
+        code: &Secret,
+        ttl_secs: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The live code under a name, if any.
+    fn code(&self, name: &str) -> impl Future<Output = Result<Option<Secret>, StoreError>> + Send;
+
+    /// Deletes the code under a name; `true` for the one caller that removed it.
+    fn take_code(&self, name: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// A short-lived counter (failed logins, requests per IP, wrong codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counter {
+    pub count: u64,
+    /// Seconds until the counter resets (0 when it does not exist).
+    pub ttl: u64,
 }
 
 /// An app allowed to log users in (`oauth2_client_tbl`).
@@ -286,4 +334,33 @@ pub trait RecordStore: Send + Sync + 'static {
     fn disable_user(&self, account: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A user's account row joined with its `user_info_tbl` row.
+    fn profile(
+        &self,
+        account: &str,
+    ) -> impl Future<Output = Result<Option<Profile>, StoreError>> + Send;
+
+    /// Sets nickname and headurl (creating the `user_info_tbl` row of a legacy account
+    /// that has none); `false` when no such user exists.
+    fn update_profile(
+        &self,
+        account: &str,
+        nickname: &str,
+        headurl: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// What get_userinfo shows of an account.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub account: String,
+    pub account_type: i32,
+    pub app_key: String,
+    pub nickname: String,
+    pub headurl: String,
+    /// UTC.
+    pub reg_time: NaiveDateTime,
+    pub reg_ip: String,
+    pub bundle_id: String,
 }

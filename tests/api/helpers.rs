@@ -60,6 +60,7 @@ pub fn test_rules() -> Rules {
             iterations: 1,
             parallelism: 1,
         },
+        ..Rules::default()
     }
 }
 

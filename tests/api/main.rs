@@ -1,12 +1,16 @@
 //! Integration tests: the real server in-process on port 0, spoken to over HTTP, on
 //! MariaDB + Redis and on the embedded stores.
 mod helpers;
+mod webhook;
 
+mod accounts;
 mod authorize;
 mod check_and_refresh;
 mod cli;
 mod faults;
 mod gateways;
+mod limits;
 mod ops;
+mod profile;
 mod redis_layout;
 mod transport;

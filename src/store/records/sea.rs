@@ -11,7 +11,7 @@ use sea_orm::{
 
 use super::entities::{client, user_account, user_info};
 use crate::secret::Secret;
-use crate::store::{Client, NewClient, NewUser, RecordStore, StoreError, User};
+use crate::store::{Client, NewClient, NewUser, Profile, RecordStore, StoreError, User};
 use crate::telemetry::StoreOp;
 
 /// sea-orm behind the `RecordStore` trait.
@@ -274,5 +274,100 @@ impl RecordStore for SeaRecords {
         self.bounded("ping", self.db.execute_unprepared("SELECT 1"))
             .await
             .map(|_| ())
+    }
+
+    async fn profile(&self, account: &str) -> Result<Option<Profile>, StoreError> {
+        let db = &self.db;
+        let found = self
+            .bounded("profile", async {
+                let Some(user) = user_account::Entity::find()
+                    .filter(user_account::Column::Account.eq(account))
+                    .one(db)
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                // A legacy row may have no user_info_tbl row: an empty profile then.
+                let info = match user.user_info_id {
+                    Some(id) => user_info::Entity::find_by_id(id).one(db).await?,
+                    None => None,
+                };
+                Ok(Some((user, info)))
+            })
+            .await?;
+        Ok(found.map(|(user, info)| {
+            let (nickname, headurl) = info.map(|i| (i.nickname, i.headurl)).unwrap_or_default();
+            Profile {
+                account: user.account,
+                account_type: user.account_type,
+                app_key: user.app_key,
+                nickname,
+                headurl,
+                reg_time: user.reg_time,
+                reg_ip: user.reg_ip,
+                bundle_id: user.bundle_id,
+            }
+        }))
+    }
+
+    async fn update_profile(
+        &self,
+        account: &str,
+        nickname: &str,
+        headurl: &str,
+    ) -> Result<bool, StoreError> {
+        let (account, nickname, headurl) =
+            (account.to_owned(), nickname.to_owned(), headurl.to_owned());
+        let update = self.db.transaction::<_, bool, DbErr>(move |txn| {
+            Box::pin(async move {
+                let Some(user) = user_account::Entity::find()
+                    .filter(user_account::Column::Account.eq(&account))
+                    .one(txn)
+                    .await?
+                else {
+                    return Ok(false);
+                };
+                // MySQL reports changed rows, not matched ones: look the row up rather
+                // than read "missing" into an update that changed nothing.
+                let info = match user.user_info_id {
+                    Some(id) => user_info::Entity::find_by_id(id).one(txn).await?,
+                    None => None,
+                };
+                match info {
+                    Some(info) => {
+                        user_info::Entity::update_many()
+                            .col_expr(user_info::Column::Nickname, Expr::value(nickname))
+                            .col_expr(user_info::Column::Headurl, Expr::value(headurl))
+                            .filter(user_info::Column::Id.eq(info.id))
+                            .exec(txn)
+                            .await?;
+                    }
+                    None => {
+                        let info = user_info::ActiveModel {
+                            nickname: Set(nickname),
+                            headurl: Set(headurl),
+                            ..Default::default()
+                        }
+                        .insert(txn)
+                        .await?;
+                        user_account::Entity::update_many()
+                            .col_expr(user_account::Column::UserInfoId, Expr::value(info.id))
+                            .filter(user_account::Column::Id.eq(user.id))
+                            .exec(txn)
+                            .await?;
+                    }
+                }
+                Ok(true)
+            })
+        });
+        match tokio::time::timeout(self.timeout, update).await {
+            Ok(Ok(found)) => Ok(found),
+            Ok(Err(sea_orm::TransactionError::Connection(e)))
+            | Ok(Err(sea_orm::TransactionError::Transaction(e))) => Err(db_error(e)),
+            Err(elapsed) => Err(StoreError::Unavailable {
+                store: "sql",
+                source: Box::new(elapsed),
+            }),
+        }
     }
 }

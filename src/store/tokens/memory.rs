@@ -6,8 +6,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::super::{
-    AccessRecord, FamilyId, IssuedPair, RefreshState, StoreError, TokenHash, TokenStore,
+    AccessRecord, Counter, FamilyId, IssuedPair, RefreshState, StoreError, TokenHash, TokenStore,
 };
+use crate::secret::Secret;
 
 /// How many writes between two sweeps of expired entries.
 const SWEEP_EVERY: u32 = 1024;
@@ -27,6 +28,9 @@ struct State {
     once: HashMap<String, Instant>,
     by_user: HashMap<String, HashSet<Member>>,
     writes: u32,
+    counters: HashMap<String, (u64, Instant)>,
+    locks: HashMap<String, Instant>,
+    codes: HashMap<String, (Secret, Instant)>,
 }
 
 impl State {
@@ -34,6 +38,9 @@ impl State {
         self.access.retain(|_, (_, until)| *until > now);
         self.refresh.retain(|_, (_, until)| *until > now);
         self.once.retain(|_, until| *until > now);
+        self.counters.retain(|_, (_, until)| *until > now);
+        self.locks.retain(|_, until| *until > now);
+        self.codes.retain(|_, (_, until)| *until > now);
         let (access, refresh) = (&self.access, &self.refresh);
         self.by_user.retain(|_, set| {
             set.retain(|m| {
@@ -83,7 +90,8 @@ impl State {
 /// The in-process `TokenStore`.
 #[derive(Default)]
 pub struct MemoryTokens {
-    state: Mutex<State>,
+    /// Boxed: the maps would make `Tokens::Memory` far larger than `Tokens::Redis`.
+    state: Mutex<Box<State>>,
 }
 
 impl MemoryTokens {
@@ -91,7 +99,7 @@ impl MemoryTokens {
         Self::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn guard(&self) -> MutexGuard<'_, Box<State>> {
         // Every update is a single insert or remove, so a lock poisoned by a panic
         // elsewhere holds consistent maps and is reused.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -102,6 +110,12 @@ fn lifetime(seconds: u64) -> Duration {
     Duration::from_secs(seconds.max(1))
 }
 
+/// Whole seconds from `now` to `until`, rounded up as Redis rounds a TTL.
+fn seconds_until(until: Instant, now: Instant) -> u64 {
+    let left = until.saturating_duration_since(now);
+    left.as_secs() + u64::from(left.subsec_nanos() > 0)
+}
+
 impl TokenStore for MemoryTokens {
     fn name(&self) -> &'static str {
         "in-process"
@@ -109,7 +123,7 @@ impl TokenStore for MemoryTokens {
 
     async fn access(&self, hash: &TokenHash) -> Result<Option<AccessRecord>, StoreError> {
         let now = Instant::now();
-        let state = self.lock();
+        let state = self.guard();
         Ok(state
             .access
             .get(hash)
@@ -120,7 +134,7 @@ impl TokenStore for MemoryTokens {
     async fn issue(&self, pair: &IssuedPair) -> Result<(), StoreError> {
         let now = Instant::now();
         let ttl = u64::from(pair.access.lifetime);
-        let mut state = self.lock();
+        let mut state = self.guard();
         state
             .by_user
             .entry(pair.access.username.clone())
@@ -145,7 +159,7 @@ impl TokenStore for MemoryTokens {
 
     async fn refresh(&self, hash: &TokenHash) -> Result<Option<RefreshState>, StoreError> {
         let now = Instant::now();
-        let state = self.lock();
+        let state = self.guard();
         Ok(state
             .refresh
             .get(hash)
@@ -155,7 +169,7 @@ impl TokenStore for MemoryTokens {
 
     async fn take_refresh(&self, hash: &TokenHash) -> Result<Option<RefreshState>, StoreError> {
         let now = Instant::now();
-        let mut state = self.lock();
+        let mut state = self.guard();
         let Some((entry, _)) = state.refresh.get_mut(hash).filter(|(_, u)| *u > now) else {
             return Ok(None);
         };
@@ -169,7 +183,7 @@ impl TokenStore for MemoryTokens {
 
     async fn claim_once(&self, value: &str, ttl_secs: u64) -> Result<bool, StoreError> {
         let now = Instant::now();
-        let mut state = self.lock();
+        let mut state = self.guard();
         if state.once.get(value).is_some_and(|until| *until > now) {
             return Ok(false);
         }
@@ -181,18 +195,103 @@ impl TokenStore for MemoryTokens {
     }
 
     async fn revoke_user(&self, username: &str) -> Result<u64, StoreError> {
-        Ok(self.lock().revoke(username, |_| true))
+        Ok(self.guard().revoke(username, |_| true))
     }
 
     async fn revoke_pair(&self, username: &str, access: &TokenHash) -> Result<u64, StoreError> {
-        Ok(self.lock().revoke(username, |m| m.access == *access))
+        Ok(self.guard().revoke(username, |m| m.access == *access))
     }
 
     async fn revoke_family(&self, username: &str, family: &FamilyId) -> Result<u64, StoreError> {
-        Ok(self.lock().revoke(username, |m| m.family == *family))
+        Ok(self.guard().revoke(username, |m| m.family == *family))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn hit(&self, counter: &str, window_secs: u64) -> Result<Counter, StoreError> {
+        let now = Instant::now();
+        let mut state = self.guard();
+        let entry = state
+            .counters
+            .entry(counter.to_owned())
+            .or_insert((0, now + lifetime(window_secs)));
+        if entry.1 <= now {
+            *entry = (0, now + lifetime(window_secs));
+        }
+        entry.0 += 1;
+        let counted = Counter {
+            count: entry.0,
+            ttl: seconds_until(entry.1, now),
+        };
+        state.wrote(now);
+        Ok(counted)
+    }
+
+    async fn peek(&self, counter: &str) -> Result<Counter, StoreError> {
+        let now = Instant::now();
+        let state = self.guard();
+        Ok(state
+            .counters
+            .get(counter)
+            .filter(|(_, until)| *until > now)
+            .map(|(count, until)| Counter {
+                count: *count,
+                ttl: seconds_until(*until, now),
+            })
+            .unwrap_or_default())
+    }
+
+    async fn clear(&self, counter: &str) -> Result<(), StoreError> {
+        self.guard().counters.remove(counter);
+        Ok(())
+    }
+
+    async fn lock(&self, name: &str, ttl_secs: u64) -> Result<Option<u64>, StoreError> {
+        let now = Instant::now();
+        let mut state = self.guard();
+        if let Some(until) = state.locks.get(name).filter(|until| **until > now) {
+            return Ok(Some(seconds_until(*until, now).max(1)));
+        }
+        state
+            .locks
+            .insert(name.to_owned(), now + lifetime(ttl_secs));
+        state.wrote(now);
+        Ok(None)
+    }
+
+    async fn unlock(&self, name: &str) -> Result<(), StoreError> {
+        self.guard().locks.remove(name);
+        Ok(())
+    }
+
+    async fn put_code(&self, name: &str, code: &Secret, ttl_secs: u64) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let mut state = self.guard();
+        state
+            .codes
+            .insert(name.to_owned(), (code.clone(), now + lifetime(ttl_secs)));
+        state.wrote(now);
+        Ok(())
+    }
+
+    async fn code(&self, name: &str) -> Result<Option<Secret>, StoreError> {
+        let now = Instant::now();
+        let state = self.guard();
+        Ok(state
+            .codes
+            .get(name)
+            .filter(|(_, until)| *until > now)
+            .map(|(code, _)| code.clone()))
+    }
+
+    async fn take_code(&self, name: &str) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut state = self.guard();
+        Ok(state
+            .codes
+            .remove(name)
+            .is_some_and(|(_, until)| until > now))
     }
 }

@@ -3,7 +3,10 @@ pub mod memory;
 pub mod redis;
 mod value;
 
-use super::{AccessRecord, FamilyId, IssuedPair, RefreshState, StoreError, TokenHash, TokenStore};
+use super::{
+    AccessRecord, Counter, FamilyId, IssuedPair, RefreshState, StoreError, TokenHash, TokenStore,
+};
+use crate::secret::Secret;
 
 /// Unix time in whole seconds.
 pub fn unix_now() -> i64 {
@@ -59,5 +62,29 @@ impl TokenStore for Tokens {
     }
     async fn ping(&self) -> Result<(), StoreError> {
         dispatch!(self, s => s.ping())
+    }
+    async fn hit(&self, counter: &str, window_secs: u64) -> Result<Counter, StoreError> {
+        dispatch!(self, s => s.hit(counter, window_secs))
+    }
+    async fn peek(&self, counter: &str) -> Result<Counter, StoreError> {
+        dispatch!(self, s => s.peek(counter))
+    }
+    async fn clear(&self, counter: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.clear(counter))
+    }
+    async fn lock(&self, name: &str, ttl_secs: u64) -> Result<Option<u64>, StoreError> {
+        dispatch!(self, s => s.lock(name, ttl_secs))
+    }
+    async fn unlock(&self, name: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.unlock(name))
+    }
+    async fn put_code(&self, name: &str, code: &Secret, ttl_secs: u64) -> Result<(), StoreError> {
+        dispatch!(self, s => s.put_code(name, code, ttl_secs))
+    }
+    async fn code(&self, name: &str) -> Result<Option<Secret>, StoreError> {
+        dispatch!(self, s => s.code(name))
+    }
+    async fn take_code(&self, name: &str) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.take_code(name))
     }
 }

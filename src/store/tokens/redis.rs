@@ -9,6 +9,9 @@
 //! | `P r:<hash>` | string | 2 × `token_expire_time` | a refresh token's record |
 //! | `P u:<username>` | sorted set | the longest-lived member | `<access hash><refresh hash><family>` per pair, score = the pair's end |
 //! | `P s:<value>` | string | the freshness window | a request signature already used |
+//! | `P n:<name>` | string (integer) | its window, from the first hit | a counter: failed logins, requests per IP, wrong codes |
+//! | `P l:<name>` | string | the lock's duration | a lock: the resend lock of verification codes |
+//! | `P v:<name>` | string | the code's lifetime | a verification code |
 //!
 //! Every command touches one key, and the multi-command writes are plain (non-atomic)
 //! pipelines, so the layout works unchanged on Redis Cluster. The one atomic step that
@@ -27,10 +30,11 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, RedisError};
 
 use super::super::{
-    AccessRecord, FamilyId, IssuedPair, RefreshState, StoreError, TokenHash, TokenStore,
+    AccessRecord, Counter, FamilyId, IssuedPair, RefreshState, StoreError, TokenHash, TokenStore,
 };
 use super::unix_now;
 use super::value;
+use crate::secret::Secret;
 use crate::telemetry::{self, StoreOp};
 
 /// Redis behind the `TokenStore` trait.
@@ -308,4 +312,100 @@ impl TokenStore for RedisTokens {
         self.bounded("ping", redis::cmd("PING").query_async::<()>(&mut conn))
             .await
     }
+
+    async fn hit(&self, counter: &str, window_secs: u64) -> Result<Counter, StoreError> {
+        let key = self.key("n:", counter);
+        let mut pipe = redis::pipe();
+        // NX: the window starts at the first hit and is never pushed back by later ones.
+        pipe.incr(&key, 1)
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(window_secs.max(1))
+            .arg("NX")
+            .ignore()
+            .ttl(&key);
+        let mut conn = self.conn.clone();
+        let (count, ttl): (u64, i64) = self.bounded("hit", pipe.query_async(&mut conn)).await?;
+        Ok(Counter {
+            count,
+            ttl: seconds_left(ttl),
+        })
+    }
+
+    async fn peek(&self, counter: &str) -> Result<Counter, StoreError> {
+        let key = self.key("n:", counter);
+        let mut pipe = redis::pipe();
+        pipe.get(&key).ttl(&key);
+        let mut conn = self.conn.clone();
+        let (count, ttl): (Option<u64>, i64) =
+            self.bounded("peek", pipe.query_async(&mut conn)).await?;
+        Ok(Counter {
+            count: count.unwrap_or(0),
+            ttl: seconds_left(ttl),
+        })
+    }
+
+    async fn clear(&self, counter: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        self.bounded("clear", conn.del::<_, ()>(self.key("n:", counter)))
+            .await
+    }
+
+    async fn lock(&self, name: &str, ttl_secs: u64) -> Result<Option<u64>, StoreError> {
+        let key = self.key("l:", name);
+        let mut conn = self.conn.clone();
+        let set: Option<String> = self
+            .bounded(
+                "lock",
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(1)
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(ttl_secs.max(1))
+                    .query_async(&mut conn),
+            )
+            .await?;
+        if set.is_some() {
+            return Ok(None);
+        }
+        let ttl: i64 = self.bounded("lock", conn.ttl(&key)).await?;
+        // The lock may have expired between the two commands: say "one more second"
+        // rather than pretend it was taken.
+        Ok(Some(seconds_left(ttl).max(1)))
+    }
+
+    async fn unlock(&self, name: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        self.bounded("unlock", conn.del::<_, ()>(self.key("l:", name)))
+            .await
+    }
+
+    async fn put_code(&self, name: &str, code: &Secret, ttl_secs: u64) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        self.bounded(
+            "put_code",
+            conn.set_ex::<_, _, ()>(self.key("v:", name), code.expose(), ttl_secs.max(1)),
+        )
+        .await
+    }
+
+    async fn code(&self, name: &str) -> Result<Option<Secret>, StoreError> {
+        let mut conn = self.conn.clone();
+        let raw: Option<String> = self.bounded("code", conn.get(self.key("v:", name))).await?;
+        Ok(raw.map(Secret::new))
+    }
+
+    async fn take_code(&self, name: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let removed: u64 = self
+            .bounded("take_code", conn.del(self.key("v:", name)))
+            .await?;
+        Ok(removed == 1)
+    }
+}
+
+/// Redis's TTL answer as seconds left: -2 (no key) and -1 (no expiry) are 0.
+fn seconds_left(ttl: i64) -> u64 {
+    u64::try_from(ttl).unwrap_or(0)
 }

@@ -1,0 +1,53 @@
+//! Verification-code delivery implementations behind `domain::delivery::CodeDelivery`:
+//! the server log (the development default) and a webhook (how an operator plugs in a
+//! mail or SMS provider). `webhook` is the only module that makes outbound HTTP calls.
+pub mod log;
+pub mod webhook;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::domain::delivery::CodeDelivery;
+use crate::secret::Secret;
+
+/// How codes are delivered (settings).
+#[derive(Debug, Clone, Default)]
+pub enum DeliverySettings {
+    /// Codes go to the server log: a development setting.
+    #[default]
+    Log,
+    /// Codes are POSTed as JSON to `url`.
+    Webhook {
+        /// May carry a credential in its query: never printed.
+        url: Secret,
+        /// Bound on one call, connection included.
+        timeout: Duration,
+    },
+}
+
+/// The delivery the settings name.
+pub fn build(settings: &DeliverySettings) -> Result<Arc<dyn CodeDelivery>, webhook::WebhookError> {
+    Ok(match settings {
+        DeliverySettings::Log => Arc::new(log::LogDelivery),
+        DeliverySettings::Webhook { url, timeout } => {
+            Arc::new(webhook::WebhookDelivery::new(url.expose(), *timeout)?)
+        }
+    })
+}
+
+/// Says at server start how codes are delivered (the log one as a warning).
+pub fn announce(settings: &DeliverySettings) {
+    match settings {
+        DeliverySettings::Log => tracing::warn!(
+            "code delivery: log (development setting: verification codes are written to this log, never sent; use --code-delivery webhook in production)"
+        ),
+        DeliverySettings::Webhook { url, timeout } => {
+            // The host only: the path or query may hold a credential.
+            let host = url::Url::parse(url.expose())
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .unwrap_or_default();
+            tracing::info!(host, ?timeout, "code delivery: webhook");
+        }
+    }
+}

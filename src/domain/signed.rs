@@ -1,0 +1,29 @@
+//! The client check of the account endpoints: the client exists and is enabled (1002),
+//! has not expired (3), and signed the request (1003). Their requests carry no `time`,
+//! so there is no freshness or replay check.
+use chrono::Utc;
+
+use super::{sign, DomainError, Engine};
+use crate::store::{Client, RecordStore, TokenStore};
+
+impl<T: TokenStore, R: RecordStore> Engine<T, R> {
+    /// The client `appid`, once `signature` is found to be MD5(parts… + its secret).
+    pub(crate) async fn signed_client(
+        &self,
+        appid: &str,
+        parts: &[&str],
+        signature: &str,
+    ) -> Result<Client, DomainError> {
+        let client = self.client(appid).await?;
+        if client
+            .expire_time
+            .is_some_and(|t| t <= Utc::now().naive_utc())
+        {
+            return Err(DomainError::ClientExpired);
+        }
+        if !sign::verify(parts, &client.app_secret, signature) {
+            return Err(DomainError::BadSignature);
+        }
+        Ok(client)
+    }
+}
