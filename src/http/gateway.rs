@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{
-    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CACHE_CONTROL, WWW_AUTHENTICATE,
+    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CACHE_CONTROL, VARY, WWW_AUTHENTICATE,
 };
 use hyper::{Response, StatusCode};
 
@@ -77,8 +77,11 @@ pub async fn auth<T: TokenStore, R: RecordStore>(
             let max_age = i64::try_from(cache)
                 .unwrap_or(i64::MAX)
                 .min(info.seconds_left);
+            // Gateway caches are shared caches (nginx never stores `private` answers):
+            // the answer varies with the token, which the cache must key on.
             let control = if max_age > 0 {
-                HeaderValue::from_str(&format!("private, max-age={max_age}"))
+                h.insert(VARY, HeaderValue::from_static("Authorization"));
+                HeaderValue::from_str(&format!("max-age={max_age}"))
                     .unwrap_or(HeaderValue::from_static("no-store"))
             } else {
                 HeaderValue::from_static("no-store")

@@ -113,6 +113,7 @@ const POST_ROUTES: [&str; 13] = [
 ];
 
 /// Forward-auth: any method, no body (gateways forward the original request's method).
+/// Paths below it are the same route: Envoy's `ext_authz` appends the original path.
 const AUTH_ROUTE: &str = "/api/v1/auth";
 
 /// The routes operators use.
@@ -139,7 +140,10 @@ fn route_label(path: &str) -> &'static str {
         .chain(std::iter::once(&AUTH_ROUTE))
         .find(|r| **r == path)
         .copied()
-        .unwrap_or("other")
+        .unwrap_or_else(|| match path.strip_prefix(AUTH_ROUTE) {
+            Some(rest) if rest.starts_with('/') => AUTH_ROUTE,
+            _ => "other",
+        })
 }
 
 fn method_label(method: &Method) -> &'static str {
@@ -211,9 +215,9 @@ async fn route_request<T: TokenStore, R: RecordStore>(
     };
     let (parts, incoming) = req.into_parts();
     let result = match (&parts.method, route) {
-        (&Method::GET, "/healthz") => Ok(ops::healthz()),
-        (&Method::GET, "/readyz") => Ok(ops::readyz(state).await),
-        (&Method::GET, "/metrics") => Ok(ops::metrics(state)),
+        (&Method::GET | &Method::HEAD, "/healthz") => Ok(ops::healthz()),
+        (&Method::GET | &Method::HEAD, "/readyz") => Ok(ops::readyz(state).await),
+        (&Method::GET | &Method::HEAD, "/metrics") => Ok(ops::metrics(state)),
         (_, AUTH_ROUTE) => Ok(gateway::auth(state, &parts.headers).await),
         (&Method::POST, p) if POST_ROUTES.contains(&p) => {
             match body::read(incoming, &parts, state.http.max_body_bytes).await {

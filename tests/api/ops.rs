@@ -21,6 +21,8 @@ on_both_stores! {
         for name in expected {
             assert_eq!(stores[name], json!("ok"), "{v}");
         }
+        let r = app.http.head(format!("{}/readyz", app.base)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
         let r = app.http.post(format!("{}/healthz", app.base)).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(r.headers()["allow"], "GET");
