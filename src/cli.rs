@@ -150,6 +150,9 @@ pub struct ServeArgs {
     /// token's expiry); 0 sends Cache-Control: no-store.
     #[arg(long, env = "TOKENCACHE_FORWARD_AUTH_CACHE_SECS", default_value_t = 0)]
     pub forward_auth_cache_secs: u64,
+    /// Open connections served at once; more wait in the listen backlog.
+    #[arg(long, env = "TOKENCACHE_MAX_CONNECTIONS", default_value_t = 10000)]
+    pub max_connections: usize,
     #[command(flatten)]
     pub accounts: AccountArgs,
 }
@@ -361,6 +364,7 @@ impl ServeArgs {
                 },
                 shutdown_grace: Duration::from_secs(self.shutdown_grace),
                 forward_auth_cache_secs: self.forward_auth_cache_secs,
+                max_connections: self.max_connections,
                 trust_forwarded_for: self.accounts.trust_forwarded_for,
             },
             ..stores.settings(true)

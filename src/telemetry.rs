@@ -2,10 +2,13 @@
 //! server's own `/metrics` route), the process collector and the build-info gauge.
 //! Labels are low-cardinality by construction: routes are templates, never raw paths,
 //! and no username, token or address is ever a label value.
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, gauge, histogram, Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Request duration by `http_route`, `http_request_method`, `http_response_status_code`.
@@ -65,12 +68,14 @@ fn telemetry() -> Option<&'static Telemetry> {
             process.describe();
             describe();
             gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
-            // Upkeep drains histogram buffers; a thread so it outlives any one runtime.
+            // Upkeep drains histogram buffers; every second, so a drain is small (a large one
+            // every few seconds showed as latency spikes). A thread, so it outlives any one
+            // runtime.
             let upkeep = handle.clone();
             std::thread::Builder::new()
                 .name("metrics-upkeep".into())
                 .spawn(move || loop {
-                    std::thread::sleep(Duration::from_secs(5));
+                    std::thread::sleep(Duration::from_secs(1));
                     upkeep.run_upkeep();
                 })
                 .ok()?;
@@ -88,6 +93,10 @@ pub fn install() -> bool {
 pub fn render() -> Option<String> {
     let t = telemetry()?;
     t.process.collect();
+    if REDIS_OPENED.load(Ordering::Relaxed) {
+        gauge!(STORE_POOL_IN_USE, "store" => "redis")
+            .set(REDIS_IN_FLIGHT.load(Ordering::Relaxed) as f64);
+    }
     Some(t.handle.render())
 }
 
@@ -117,15 +126,65 @@ fn describe() {
     describe_gauge!(BUILD_INFO, "Build information; always 1.");
 }
 
+/// Metric handles already looked up, per worker thread: a handle looked up once per
+/// thread and label set is an atomic add after, where the recorder's registry lookup
+/// hashes the name and labels under a lock on every call. Keys are the addresses of the
+/// `&'static str` labels (a label spelled at two call sites may take two entries, which
+/// still resolve to the same metric).
+type Handles<K, V> = RefCell<HashMap<K, V>>;
+
+thread_local! {
+    static HISTOGRAMS: Handles<(usize, usize, usize, u16), Histogram> = RefCell::default();
+    static COUNTERS: Handles<(usize, usize), Counter> = RefCell::default();
+}
+
+fn addr(s: &'static str) -> usize {
+    s.as_ptr() as usize
+}
+
+fn with_histogram(
+    key: (usize, usize, usize, u16),
+    make: impl FnOnce() -> Histogram,
+    f: impl FnOnce(&Histogram),
+) {
+    HISTOGRAMS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut map) => f(map.entry(key).or_insert_with(make)),
+        // Re-entered from inside a recorder call: use the registry directly.
+        Err(_) => f(&make()),
+    });
+}
+
+fn with_counter(key: (usize, usize), make: impl FnOnce() -> Counter, f: impl FnOnce(&Counter)) {
+    COUNTERS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut map) => f(map.entry(key).or_insert_with(make)),
+        Err(_) => f(&make()),
+    });
+}
+
+/// Increments a counter with one label, through the per-thread handle cache.
+fn count(name: &'static str, label: &'static str, value: &'static str) {
+    with_counter(
+        (addr(name), addr(value)),
+        || counter!(name, label => value),
+        |c| c.increment(1),
+    );
+}
+
 /// Records one HTTP request.
 pub fn http_request(route: &'static str, method: &'static str, status: u16, started: Instant) {
-    histogram!(
-        HTTP_DURATION,
-        "http_route" => route,
-        "http_request_method" => method,
-        "http_response_status_code" => status_label(status),
-    )
-    .record(started.elapsed().as_secs_f64());
+    let seconds = started.elapsed().as_secs_f64();
+    with_histogram(
+        (addr(HTTP_DURATION), addr(route), addr(method), status),
+        || {
+            histogram!(
+                HTTP_DURATION,
+                "http_route" => route,
+                "http_request_method" => method,
+                "http_response_status_code" => status_label(status),
+            )
+        },
+        |h| h.record(seconds),
+    );
 }
 
 /// Status codes as static labels (no allocation per request).
@@ -150,15 +209,15 @@ fn status_label(status: u16) -> &'static str {
 }
 
 pub fn token_check(result: &'static str) {
-    counter!(TOKEN_CHECKS, "result" => result).increment(1);
+    count(TOKEN_CHECKS, "result", result);
 }
 
 pub fn tokens_issued(route: &'static str) {
-    counter!(TOKENS_ISSUED, "route" => route).increment(1);
+    count(TOKENS_ISSUED, "route", route);
 }
 
 pub fn refresh(result: &'static str) {
-    counter!(REFRESHES, "result" => result).increment(1);
+    count(REFRESHES, "result", result);
 }
 
 pub fn refresh_reuse() {
@@ -166,12 +225,18 @@ pub fn refresh_reuse() {
 }
 
 pub fn revocation(route: &'static str) {
-    counter!(REVOCATIONS, "route" => route).increment(1);
+    count(REVOCATIONS, "route", route);
 }
 
 pub fn login_failure(reason: &'static str) {
-    counter!(LOGIN_FAILURES, "reason" => reason).increment(1);
+    count(LOGIN_FAILURES, "reason", reason);
 }
+
+/// Operations in flight on the Redis connection, published as its "in use" at scrape
+/// time (an atomic here rather than a gauge update per operation).
+static REDIS_IN_FLIGHT: AtomicI64 = AtomicI64::new(0);
+/// Whether this process uses Redis (so its gauges mean something).
+static REDIS_OPENED: AtomicBool = AtomicBool::new(false);
 
 /// Times one store operation; counts it as in use while it runs.
 pub struct StoreOp {
@@ -185,7 +250,7 @@ impl StoreOp {
         // Redis has one multiplexed connection: "in use" is the operations in flight on
         // it. SQL pool usage is sampled from the pool itself at scrape time instead.
         if store == "redis" {
-            gauge!(STORE_POOL_IN_USE, "store" => store).increment(1.0);
+            REDIS_IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
         }
         Self {
             store,
@@ -196,14 +261,17 @@ impl StoreOp {
 
     /// Ends the operation, counting an error when it failed.
     pub fn finish(self, ok: bool) {
-        if self.store == "redis" {
-            gauge!(STORE_POOL_IN_USE, "store" => self.store).decrement(1.0);
+        let (store, operation) = (self.store, self.operation);
+        if store == "redis" {
+            REDIS_IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
         }
-        histogram!(STORE_DURATION, "store" => self.store, "operation" => self.operation)
-            .record(self.started.elapsed().as_secs_f64());
+        with_histogram(
+            (addr(STORE_DURATION), addr(store), addr(operation), 0),
+            || histogram!(STORE_DURATION, "store" => store, "operation" => operation),
+            |h| h.record(self.started.elapsed().as_secs_f64()),
+        );
         if !ok {
-            counter!(STORE_ERRORS, "store" => self.store, "operation" => self.operation)
-                .increment(1);
+            counter!(STORE_ERRORS, "store" => store, "operation" => operation).increment(1);
         }
     }
 }
@@ -216,5 +284,8 @@ pub fn store_pool(store: &'static str, size: u32, in_use: u32) {
 
 /// Sets the number of connections a store keeps (Redis: 1).
 pub fn store_connections(store: &'static str, size: u32) {
+    if store == "redis" {
+        REDIS_OPENED.store(true, Ordering::Relaxed);
+    }
     gauge!(STORE_POOL_SIZE, "store" => store).set(f64::from(size));
 }
