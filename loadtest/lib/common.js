@@ -423,14 +423,17 @@ function probes(nextTime) {
   res = post('/api/v1/authorize', authorizeBody(user, `${config.userPassword}-wrong`, nextTime()), 'probe', true);
   if (!refused(res, 1004, 'wrong password')) abort(`probe: wrong password not refused: ${describe(res)}`);
 
-  // 4. a refresh token spent twice
+  // 4. the refreshed access token works
   const next = refreshToken(first, 'probe', 'probe: refresh_token');
   if (next === null) abort('probe: refresh_token failed');
+  if (!checkToken(next.access, user, 'probe', 'probe: check_token')) abort('probe: refreshed access token not accepted');
+
+  // 5. a refresh token spent twice is refused, and (a replay: the login's tokens are
+  // treated as stolen) the pair it was rotated into dies with it
   res = post('/api/v1/refresh_token', { refresh_token: first.refresh }, 'probe', true);
   if (!refused(res, 102, 'spent refresh token')) abort(`probe: a spent refresh token was accepted again: ${describe(res)}`);
-
-  // 5. the refreshed access token works
-  if (!checkToken(next.access, user, 'probe', 'probe: check_token')) abort('probe: refreshed access token not accepted');
+  res = post('/api/v1/check_token', { token: next.access }, 'probe', true);
+  if (!refused(res, 102, 'token of a replayed login')) abort(`probe: a replayed refresh token did not revoke its login: ${describe(res)}`);
 }
 
 /**
