@@ -33,6 +33,6 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
-  io.write(string.format("refresh chains: %d requests, %d non-2xx\n",
-    summary.requests, summary.status.status5xx + summary.status.status4xx))
+  io.write(string.format("refresh chains: %d requests, %d answered with an HTTP error\n",
+    summary.requests, summary.errors.status))
 end
