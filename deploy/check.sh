@@ -387,9 +387,15 @@ ACCESS=$(field access_token) REFRESH=$(field refresh_token)
 for _ in 1 2 3 4 5; do expect check_token "$(tok "$ACCESS")" 200; done
 for _ in 1 2 3; do expect check_token "$(tok "no-such-token-$RANDOM")" 401; done
 expect refresh_token "$(rtok "$REFRESH")" 200
-ACCESS2=$(field access_token) REFRESH2=$(field refresh_token)
-expect refresh_token "$(rtok "$REFRESH")" 401 # spent
+ACCESS2=$(field access_token)
+expect check_token "$(tok "$ACCESS2")" 200
+# Spent: a replay, which also revokes the pair it was rotated into.
+expect refresh_token "$(rtok "$REFRESH")" 401
+expect check_token "$(tok "$ACCESS2")" 401
 expect refresh_token "$(rtok "no-such-refresh-token")" 401
+# A fresh login for what follows.
+expect authorize "$(login_body "$U0" "$USER_PASSWORD")" 200
+ACCESS2=$(field access_token) REFRESH2=$(field refresh_token)
 expect check_token "$(tok "$ACCESS2")" 200
 # Each refusal reason of a login.
 expect authorize "$(login_body "$U0" wrong-password)" 401                       # bad_credentials

@@ -39,14 +39,6 @@ const UNAVAILABLE_PAGE: &str = "Sign-in check temporarily unavailable";
 /// Bound on every wait for a process or a port.
 const WAIT: Duration = Duration::from_secs(10);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The `nginx` program: on the PATH, or in /usr/sbin (Debian's place, not on every PATH).
 fn nginx_program() -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -481,47 +473,6 @@ async fn nginx_passes_live_tokens_with_their_identity_and_refuses_dead_or_missin
     };
     assert_unavailable_page(response, &nginx).await;
     nginx.stop().await;
-}
-
-/// A redis-server of this test's own on `port`, killed on drop.
-struct OwnRedis(tokio::process::Child);
-
-impl OwnRedis {
-    async fn start(port: u16) -> Option<OwnRedis> {
-        let child = tokio::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn();
-        let child = match child {
-            Ok(c) => c,
-            Err(e) => {
-                service_missing("the redis-server program", &e);
-                return None;
-            }
-        };
-        for _ in 0..100 {
-            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return Some(OwnRedis(child));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("redis-server on port {port} did not start");
-    }
-
-    async fn kill(mut self) {
-        self.0.kill().await.unwrap();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,6 @@
 //! Stores going down: Redis (an instance this test starts and kills) and MySQL (cut off
 //! behind a TCP proxy this test owns). The shared services are never touched.
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -10,55 +9,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
 use crate::helpers::*;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A redis-server of this test's own on `port`, killed on drop.
-struct OwnRedis(tokio::process::Child);
-
-impl OwnRedis {
-    async fn start(port: u16) -> Option<OwnRedis> {
-        let child = tokio::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn();
-        let child = match child {
-            Ok(c) => c,
-            Err(e) => {
-                service_missing("the redis-server program", &e);
-                return None;
-            }
-        };
-        for _ in 0..100 {
-            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return Some(OwnRedis(child));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("redis-server on port {port} did not start");
-    }
-
-    async fn kill(mut self) {
-        self.0.kill().await.unwrap();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_token_answers_503_when_redis_is_down_and_recovers_when_it_is_back() {

@@ -2,6 +2,7 @@
 //! (MariaDB + Redis, a fresh database and key prefix per test) or the embedded stores
 //! (a fresh SQLite file, the in-process token store), with one helper per endpoint.
 use std::net::SocketAddr;
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use tokencache::domain::admin::ClientSpec;
 use tokencache::domain::password::Argon2Settings;
 use tokencache::domain::Rules;
 use tokencache::secret::Secret;
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 pub const MYSQL_BASE: &str = "mysql://root@127.0.0.1:3306";
@@ -377,4 +379,54 @@ macro_rules! on_both_stores {
             }
         }
     )*};
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A redis-server of this test's own on `port`, killed on drop.
+pub struct OwnRedis(tokio::process::Child);
+
+impl OwnRedis {
+    pub async fn start(port: u16) -> Option<OwnRedis> {
+        let child = tokio::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn();
+        let child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                service_missing("the redis-server program", &e);
+                return None;
+            }
+        };
+        for _ in 0..100 {
+            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return Some(OwnRedis(child));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server on port {port} did not start");
+    }
+
+    pub async fn kill(mut self) {
+        self.0.kill().await.unwrap();
+    }
 }
