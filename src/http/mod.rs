@@ -269,7 +269,12 @@ fn error_response(e: &ApiError, reply: Replier, route: &str, request_id: &str) -
         tracing::debug!(route, request_id, error = %e, "request refused");
     }
     let (code, status) = e.classify();
-    let mut response = reply.fail(code, status);
+    let mut response = if route.starts_with("/oauth2/") {
+        // The OAuth endpoints answer in OAuth's error format, also before their handler.
+        oauth::transport_error(status.unwrap_or_else(|| code.status()))
+    } else {
+        reply.fail(code, status)
+    };
     if let ApiError::WrongMethod(allow) = e {
         response
             .headers_mut()

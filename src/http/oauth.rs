@@ -41,6 +41,12 @@ fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Body> 
     r
 }
 
+/// The answer to a request refused before its handler (wrong method, body over the cap,
+/// unreadable body): `invalid_request` with the transport's status.
+pub fn transport_error(status: StatusCode) -> Response<Body> {
+    json_response(status, json!({ "error": "invalid_request" }))
+}
+
 /// An OAuth error answer (RFC 6749 section 5.2).
 fn oauth_error(e: &DomainError, basic: bool) -> Response<Body> {
     let (status, code) = match e {

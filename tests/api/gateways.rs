@@ -226,6 +226,15 @@ on_both_stores! {
         assert_eq!((status, v["error"].clone()), (StatusCode::BAD_REQUEST, json!("unsupported_grant_type")));
         let (status, _, v) = app.oauth("/oauth2/token", &[], APP_SECRET).await;
         assert_eq!((status, v["error"].clone()), (StatusCode::BAD_REQUEST, json!("invalid_request")));
+        // Refused before the handler: still OAuth's error format.
+        let r = app.http.get(format!("{}/oauth2/token", app.base)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(r.headers()["allow"], "POST");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v, json!({"error": "invalid_request"}));
+        let big = "x".repeat(20 * 1024);
+        let (status, _, v) = app.oauth("/oauth2/token", &[("grant_type", &big)], APP_SECRET).await;
+        assert_eq!((status, v), (StatusCode::PAYLOAD_TOO_LARGE, json!({"error": "invalid_request"})));
     }
 
     async fn logout_revokes_the_pair_or_every_token_of_the_user(app) {
