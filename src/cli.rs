@@ -150,6 +150,10 @@ pub struct ServeArgs {
     /// token's expiry); 0 sends Cache-Control: no-store.
     #[arg(long, env = "TOKENCACHE_FORWARD_AUTH_CACHE_SECS", default_value_t = 0)]
     pub forward_auth_cache_secs: u64,
+    /// Threads serving requests; default: one per core. On a small machine shared with
+    /// Redis, fewer can be faster (see loadtest/README.md).
+    #[arg(long, env = "TOKENCACHE_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
     /// Open connections served at once; more wait in the listen backlog.
     #[arg(long, env = "TOKENCACHE_MAX_CONNECTIONS", default_value_t = 10000)]
     pub max_connections: usize,

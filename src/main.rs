@@ -4,17 +4,16 @@
 use std::io::IsTerminal;
 
 use clap::Parser;
+use tokencache::cli::{self, Cli, Command, LogFormat};
+use tracing_subscriber::EnvFilter;
 
 /// mimalloc gives back the memory of argon2 hashes (19 MiB each) once they are done,
 /// where glibc kept it in per-thread arenas: RSS went from 8 MiB to ~300 MiB after a
 /// burst of logins. See loadtest/README.md.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use tokencache::cli::{self, Cli, Command, LogFormat};
-use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
@@ -26,10 +25,26 @@ async fn main() -> std::process::ExitCode {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
-    let result = match cli.command {
-        Command::Serve(ref args) => cli::serve(&cli.stores, args).await,
-        command => cli::admin(&cli.stores, command).await,
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Command::Serve(args) = &cli.command {
+        if let Some(n) = args.worker_threads.filter(|n| *n > 0) {
+            runtime.worker_threads(n);
+        }
+    }
+    let runtime = match runtime.build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tokencache: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
     };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(ref args) => cli::serve(&cli.stores, args).await,
+            command => cli::admin(&cli.stores, command).await,
+        }
+    });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
