@@ -120,3 +120,46 @@ async fn a_zero_freshness_window_accepts_old_times_and_repeats() {
     assert_eq!(app.post("/api/v1/authorize", &body).await.0, StatusCode::OK);
     app.cleanup().await;
 }
+
+/// With --max-connections 1, a second connection waits until the first one closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_cap_wait_for_a_free_slot() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    let Some(app) = TestApp::spawn_with(Backend::Embedded, |s| s.http.max_connections = 1).await
+    else {
+        return;
+    };
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let request = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+    async fn read_answer(stream: &mut TcpStream) -> String {
+        let mut buf = vec![0u8; 1024];
+        let n = stream.read(&mut buf).await.unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    // The first connection holds the only slot (keep-alive after its answer).
+    let mut first = TcpStream::connect(&addr).await.unwrap();
+    first.write_all(request).await.unwrap();
+    assert!(read_answer(&mut first).await.starts_with("HTTP/1.1 200"));
+
+    // The second one is not served while the first stays open...
+    let mut second = TcpStream::connect(&addr).await.unwrap();
+    second.write_all(request).await.unwrap();
+    let mut byte = [0u8; 1];
+    let early = tokio::time::timeout(Duration::from_millis(300), second.peek(&mut byte)).await;
+    assert!(
+        early.is_err(),
+        "the second connection was served past the cap"
+    );
+
+    // ...and is as soon as the first one closes.
+    drop(first);
+    let answer = tokio::time::timeout(Duration::from_secs(10), read_answer(&mut second))
+        .await
+        .expect("the second connection is served once a slot is free");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    app.cleanup().await;
+}
