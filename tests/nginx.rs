@@ -477,19 +477,9 @@ async fn nginx_passes_live_tokens_with_their_identity_and_refuses_dead_or_missin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_serves_the_503_page_while_the_token_store_is_down_and_recovers_after() {
-    let port = free_port();
-    let Some(redis) = OwnRedis::start(port).await else {
+    let Some((app, redis, port)) = TestApp::spawn_on_own_redis().await else {
         return;
     };
-    let Some((mut settings, db, _)) = TestApp::fresh_settings(Backend::Real).await else {
-        return;
-    };
-    settings.redis_url = Some(format!("redis://127.0.0.1:{port}/0"));
-    settings.redis_timeout = Duration::from_millis(300);
-    let app = TestApp::start(Backend::Real, settings, db, None).await;
-    app.create_client(APP_KEY, APP_SECRET, 3600, false, None)
-        .await;
-    app.create_user("alice", PASSWORD).await;
     let upstream = Upstream::start().await;
     let tokencache = app.base.trim_start_matches("http://").to_owned();
     let Some(nginx) = Nginx::start(&tokencache, upstream.addr).await else {

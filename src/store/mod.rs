@@ -34,6 +34,21 @@ pub enum StoreError {
     },
 }
 
+/// URL-safe base64 without padding, the text form of hashes and ids in keys and values.
+fn b64_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The `N` bytes `b64_encode` made, or `None` for any other text.
+fn b64_decode<const N: usize>(text: &str) -> Option<[u8; N]> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()?;
+    bytes.try_into().ok()
+}
+
 /// The first 128 bits of the SHA-256 of a token: what the token stores key on, so a dump
 /// of Redis never holds a usable token. 128 bits keep keys short (memory per token) while
 /// a collision or a preimage stays out of reach.
@@ -50,16 +65,11 @@ impl TokenHash {
 
     /// URL-safe base64 without padding: 22 characters.
     pub fn encode(&self) -> String {
-        use base64::Engine;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.0)
+        b64_encode(&self.0)
     }
 
     pub fn decode(text: &str) -> Option<Self> {
-        use base64::Engine;
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(text)
-            .ok()?;
-        Some(Self(bytes.try_into().ok()?))
+        b64_decode(text).map(Self)
     }
 }
 
@@ -94,16 +104,11 @@ impl FamilyId {
 
     /// URL-safe base64: 8 characters.
     pub fn encode(&self) -> String {
-        use base64::Engine;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.0)
+        b64_encode(&self.0)
     }
 
     pub fn decode(text: &str) -> Option<Self> {
-        use base64::Engine;
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(text)
-            .ok()?;
-        Some(Self(bytes.try_into().ok()?))
+        b64_decode(text).map(Self)
     }
 }
 

@@ -12,19 +12,9 @@ use crate::helpers::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_token_answers_503_when_redis_is_down_and_recovers_when_it_is_back() {
-    let port = free_port();
-    let Some(redis) = OwnRedis::start(port).await else {
+    let Some((app, redis, port)) = TestApp::spawn_on_own_redis().await else {
         return;
     };
-    let Some((mut settings, db, _)) = TestApp::fresh_settings(Backend::Real).await else {
-        return;
-    };
-    settings.redis_url = Some(format!("redis://127.0.0.1:{port}/0"));
-    settings.redis_timeout = Duration::from_millis(300);
-    let app = TestApp::start(Backend::Real, settings, db, None).await;
-    app.create_client(APP_KEY, APP_SECRET, 3600, false, None)
-        .await;
-    app.create_user("alice", PASSWORD).await;
     let (access, refresh) = app.login().await;
     assert_eq!(app.check_token(&access).await.0, StatusCode::OK);
 

@@ -143,6 +143,21 @@ impl TestApp {
         Some(app)
     }
 
+    /// A server on MariaDB and a redis-server of the test's own (to kill and restart),
+    /// with short Redis timeouts, the test client and `alice`; also its Redis and port.
+    pub async fn spawn_on_own_redis() -> Option<(TestApp, OwnRedis, u16)> {
+        let port = free_port();
+        let redis = OwnRedis::start(port).await?;
+        let (mut settings, db, _) = Self::fresh_settings(Backend::Real).await?;
+        settings.redis_url = Some(format!("redis://127.0.0.1:{port}/0"));
+        settings.redis_timeout = Duration::from_millis(300);
+        let app = Self::start(Backend::Real, settings, db, None).await;
+        app.create_client(APP_KEY, APP_SECRET, 3600, false, None)
+            .await;
+        app.create_user("alice", PASSWORD).await;
+        Some((app, redis, port))
+    }
+
     /// Starts the server on port 0 with exactly these settings.
     pub async fn start(
         backend: Backend,
