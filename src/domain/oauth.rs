@@ -69,15 +69,8 @@ impl<T: TokenStore, R: RecordStore> Engine<T, R> {
         client: &Client,
         refresh_token: &str,
     ) -> Result<Issued, DomainError> {
-        let result = self
-            .rotate_hash(&TokenHash::of(refresh_token), Some(&client.app_key))
-            .await;
-        crate::telemetry::refresh(match &result {
-            Ok(_) => "ok",
-            Err(DomainError::Store(_)) => "store_error",
-            Err(_) => "invalid",
-        });
-        result
+        self.rotate_hash(&TokenHash::of(refresh_token), Some(&client.app_key))
+            .await
     }
 
     /// grant_type=client_credentials: an access token for the client itself.

@@ -7,10 +7,20 @@ use crate::telemetry;
 
 impl<T: TokenStore, R: RecordStore> Engine<T, R> {
     pub async fn refresh(&self, refresh_token: Option<&str>) -> Result<Issued, DomainError> {
-        let result = match required(refresh_token, "refresh_token") {
-            Ok(token) => self.rotate_hash(&TokenHash::of(token), None).await,
-            Err(e) => Err(e),
-        };
+        let token = required(refresh_token, "refresh_token").inspect_err(|_| {
+            telemetry::refresh("invalid");
+        })?;
+        self.rotate_hash(&TokenHash::of(token), None).await
+    }
+
+    /// Uses the refresh token with this hash (of `client` only, when given), and counts
+    /// the outcome. A token used before is a replay: every pair of its login is revoked.
+    pub(crate) async fn rotate_hash(
+        &self,
+        hash: &TokenHash,
+        client: Option<&str>,
+    ) -> Result<Issued, DomainError> {
+        let result = self.rotate(hash, client).await;
         telemetry::refresh(match &result {
             Ok(_) => "ok",
             Err(DomainError::Store(_)) => "store_error",
@@ -19,13 +29,7 @@ impl<T: TokenStore, R: RecordStore> Engine<T, R> {
         result
     }
 
-    /// Uses the refresh token with this hash (of `client` only, when given). A token used
-    /// before is a replay: every pair of its login is revoked.
-    pub(crate) async fn rotate_hash(
-        &self,
-        hash: &TokenHash,
-        client: Option<&str>,
-    ) -> Result<Issued, DomainError> {
+    async fn rotate(&self, hash: &TokenHash, client: Option<&str>) -> Result<Issued, DomainError> {
         if let Some(client) = client {
             // Check the owner before using the token, so another client cannot burn it.
             match self.tokens.refresh(hash).await? {

@@ -384,11 +384,7 @@ fn webhook_delivery_needs_a_url() {
 
 #[test]
 fn help_documents_the_account_settings() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tokencache"))
-        .args(["serve", "--help"])
-        .output()
-        .unwrap();
-    let help = String::from_utf8(out.stdout).unwrap();
+    let help = serve_help();
     for env in [
         "TOKENCACHE_CODE_DELIVERY",
         "TOKENCACHE_CODE_WEBHOOK",

@@ -126,11 +126,7 @@ async fn clients_and_users_made_with_the_cli_can_log_in() {
 
 #[test]
 fn help_documents_every_setting_with_its_environment_variable() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tokencache"))
-        .args(["serve", "--help"])
-        .output()
-        .unwrap();
-    let help = String::from_utf8(out.stdout).unwrap();
+    let help = serve_help();
     for env in [
         "DATABASE_URL",
         "REDIS_URL",

@@ -19,14 +19,8 @@ async fn check_token_answers_503_when_redis_is_down_and_recovers_when_it_is_back
     assert_eq!(app.check_token(&access).await.0, StatusCode::OK);
 
     redis.kill().await;
-    let ready = app
-        .http
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let ready: serde_json::Value = ready.json().await.unwrap();
+    let (status, ready) = app.readyz().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready["failed"], json!(["redis"]), "{ready}");
     // The client's 10 s timeout turns a hang into a failure.
     assert_fails(&app.check_token(&access).await, 503, 1);
@@ -121,14 +115,8 @@ async fn check_token_and_refresh_keep_working_while_mysql_is_down() {
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_fails(&app.authorize("alice", PASSWORD).await, 503, 1);
     assert_fails(&app.authorize("alice", PASSWORD).await, 503, 1);
-    let ready = app
-        .http
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let ready: serde_json::Value = ready.json().await.unwrap();
+    let (status, ready) = app.readyz().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready["failed"], json!(["mysql"]), "{ready}");
     app.cleanup().await;
 }

@@ -287,6 +287,17 @@ impl TestApp {
         .await
     }
 
+    /// GET /readyz: the status and the parsed answer.
+    pub async fn readyz(&self) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .get(format!("{}/readyz", self.base))
+            .send()
+            .await
+            .expect("request sent");
+        (r.status(), r.json().await.expect("JSON body"))
+    }
+
     /// Stops the server and removes the test's database or file and Redis keys.
     pub async fn cleanup(mut self) {
         if let Some(tx) = self.shutdown.take() {
@@ -444,4 +455,13 @@ impl OwnRedis {
     pub async fn kill(mut self) {
         self.0.kill().await.unwrap();
     }
+}
+
+/// The text of `tokencache serve --help`.
+pub fn serve_help() -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tokencache"))
+        .args(["serve", "--help"])
+        .output()
+        .expect("tokencache runs");
+    String::from_utf8(out.stdout).expect("UTF-8 help")
 }

@@ -9,9 +9,8 @@ on_both_stores! {
     async fn healthz_is_alive_and_readyz_names_both_stores(app) {
         let r = app.http.get(format!("{}/healthz", app.base)).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK);
-        let r = app.http.get(format!("{}/readyz", app.base)).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
-        let v: serde_json::Value = r.json().await.unwrap();
+        let (status, v) = app.readyz().await;
+        assert_eq!(status, StatusCode::OK);
         assert_eq!(v["status"], json!("ready"));
         let stores = v["stores"].as_object().unwrap();
         let expected = match app.backend {

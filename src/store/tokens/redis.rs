@@ -106,6 +106,29 @@ impl RedisTokens {
         Ok(removed.iter().sum())
     }
 
+    /// `SET key 1 NX EX ttl`: `true` when this call set it (the key was absent).
+    async fn set_nx_ex(
+        &self,
+        operation: &'static str,
+        key: &str,
+        ttl_secs: u64,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let set: Option<String> = self
+            .bounded(
+                operation,
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(1)
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(ttl_secs.max(1))
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(set.is_some())
+    }
+
     /// Runs one Redis exchange, timed and counted.
     ///
     /// The bound comes from the connection itself: redis-rs times every command out after
@@ -263,21 +286,8 @@ impl TokenStore for RedisTokens {
     }
 
     async fn claim_once(&self, value: &str, ttl_secs: u64) -> Result<bool, StoreError> {
-        let key = self.key("s:", value);
-        let mut conn = self.conn.clone();
-        let set: Option<String> = self
-            .bounded(
-                "claim_once",
-                redis::cmd("SET")
-                    .arg(key)
-                    .arg(1)
-                    .arg("NX")
-                    .arg("EX")
-                    .arg(ttl_secs.max(1))
-                    .query_async(&mut conn),
-            )
-            .await?;
-        Ok(set.is_some())
+        self.set_nx_ex("claim_once", &self.key("s:", value), ttl_secs)
+            .await
     }
 
     async fn revoke_user(&self, username: &str) -> Result<u64, StoreError> {
@@ -349,22 +359,10 @@ impl TokenStore for RedisTokens {
 
     async fn lock(&self, name: &str, ttl_secs: u64) -> Result<Option<u64>, StoreError> {
         let key = self.key("l:", name);
-        let mut conn = self.conn.clone();
-        let set: Option<String> = self
-            .bounded(
-                "lock",
-                redis::cmd("SET")
-                    .arg(&key)
-                    .arg(1)
-                    .arg("NX")
-                    .arg("EX")
-                    .arg(ttl_secs.max(1))
-                    .query_async(&mut conn),
-            )
-            .await?;
-        if set.is_some() {
+        if self.set_nx_ex("lock", &key, ttl_secs).await? {
             return Ok(None);
         }
+        let mut conn = self.conn.clone();
         let ttl: i64 = self.bounded("lock", conn.ttl(&key)).await?;
         // The lock may have expired between the two commands: say "one more second"
         // rather than pretend it was taken.
