@@ -368,3 +368,33 @@ async fn an_off_the_shelf_oauth2_client_library_works_against_the_server() {
     assert!(machine.refresh_token().is_none());
     app.cleanup().await;
 }
+
+/// A client cannot use (or burn) another client's refresh token at the token endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_endpoint_refuses_another_clients_refresh_token_without_using_it() {
+    let Some(app) = TestApp::spawn(Backend::Embedded).await else {
+        return;
+    };
+    app.create_client("other", "other-secret", 60, false, None)
+        .await;
+    let (_, refresh) = app.login().await;
+    let basic = base64::engine::general_purpose::STANDARD.encode("other:other-secret");
+    let r = app
+        .http
+        .post(format!("{}/oauth2/token", app.base))
+        .header("authorization", format!("Basic {basic}"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], json!("invalid_grant"));
+    // The owner can still use it: it was neither used nor marked as replayed.
+    let (status, v) = app.refresh(&refresh).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    app.cleanup().await;
+}
