@@ -329,6 +329,23 @@ if [[ -s $RSS_LOG ]]; then
     END { if (first) printf "[run.sh] server RSS: start %.1f MiB, peak %.1f MiB, end %.1f MiB\n", first/1024, peak/1024, last/1024 }' \
     "$RSS_LOG" >&2
 fi
+redis_memory_report() {
+  # Redis memory per live access token: its key plus its share of the user indexes
+  # (MEMORY USAGE of every a: and u: key under this run's prefix).
+  command -v redis-cli >/dev/null 2>&1 || return 0
+  local kind count bytes line="" tokens=0 total=0
+  for kind in a u; do
+    read -r count bytes < <(redis_cli --scan --pattern "${TOKENCACHE_REDIS_PREFIX}$kind:*" |
+      sed 's/^/MEMORY USAGE /' | redis_cli | awk '{ n++; s += $1 } END { print n + 0, s + 0 }')
+    line+=" $kind: $count keys $bytes B;"
+    [[ $kind == a ]] && { tokens=$count; total=$bytes; } || total=$((total + bytes))
+  done
+  if [[ $tokens -gt 0 ]]; then
+    log "Redis:$line $(awk -v t="$total" -v n="$tokens" 'BEGIN { printf "%.1f", t / n }') B per live access token (its key + its share of the user index)"
+  fi
+}
+redis_memory_report || true
+
 if [[ $K6_RC == 0 ]]; then
   log "$SCENARIO: PASS (summary: $SUMMARY_JSON)"
 else

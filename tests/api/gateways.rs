@@ -213,8 +213,13 @@ on_both_stores! {
         let (status, _, v) = app.oauth("/oauth2/token", &[("grant_type", "client_credentials")], APP_SECRET).await;
         assert_eq!(status, StatusCode::OK, "{v}");
         assert!(v.get("refresh_token").is_none(), "{v}");
-        let (_, c) = app.check_token(v["access_token"].as_str().unwrap()).await;
+        let machine = v["access_token"].as_str().unwrap().to_owned();
+        let (_, c) = app.check_token(&machine).await;
         assert_eq!(c["data"]["username"], json!(format!("client:{APP_KEY}")));
+        // A token without a refresh token is revocable too.
+        let (status, _, _) = app.oauth("/oauth2/revoke", &[("token", &machine)], APP_SECRET).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_fails(&app.check_token(&machine).await, 401, 102);
 
         let (status, _, v) = app
             .oauth("/oauth2/token", &[("grant_type", "password"), ("username", "alice"), ("password", "wrong")], APP_SECRET)

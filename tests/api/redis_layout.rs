@@ -4,6 +4,11 @@ use reqwest::StatusCode;
 
 use crate::helpers::*;
 
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_keys_carry_the_client_lifetimes_and_never_the_raw_token() {
     let Some(app) = TestApp::spawn(Backend::Real).await else {
@@ -47,7 +52,10 @@ async fn redis_keys_carry_the_client_lifetimes_and_never_the_raw_token() {
     let index_ttl = ttl(format!("{prefix}u:alice")).await;
     assert!((7195..=7200).contains(&index_ttl), "index TTL {index_ttl}");
 
-    // No key and no value holds a raw token.
+    // No key and no value holds a raw token; the index holds one 17-byte member for
+    // the pair: "r" and the refresh key's hash.
+    let contains =
+        |hay: &[u8], needle: &str| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
     for key in &keys {
         assert!(!key.contains(&access) && !key.contains(&refresh), "{key}");
         let kind: String = redis::cmd("TYPE")
@@ -55,7 +63,7 @@ async fn redis_keys_carry_the_client_lifetimes_and_never_the_raw_token() {
             .query_async(&mut conn)
             .await
             .unwrap();
-        let dump: Vec<String> = if kind == "string" {
+        let dump: Vec<Vec<u8>> = if kind == "string" {
             vec![redis::cmd("GET")
                 .arg(key)
                 .query_async(&mut conn)
@@ -70,10 +78,17 @@ async fn redis_keys_carry_the_client_lifetimes_and_never_the_raw_token() {
                 .await
                 .unwrap()
         };
+        if kind == "zset" {
+            let refresh_hash = refresh_keys[0].rsplit(':').next().unwrap();
+            assert_eq!(dump.len(), 1, "{key}");
+            assert_eq!(dump[0].len(), 17, "{key}");
+            assert_eq!(dump[0][0], b'r', "{key}");
+            assert_eq!(b64(&dump[0][1..]), refresh_hash, "{key}");
+        }
         for value in dump {
             assert!(
-                !value.contains(&access) && !value.contains(&refresh),
-                "{key} = {value}"
+                !contains(&value, &access) && !contains(&value, &refresh),
+                "{key} = {value:?}"
             );
         }
     }
@@ -82,12 +97,12 @@ async fn redis_keys_carry_the_client_lifetimes_and_never_the_raw_token() {
     // replay) with the TTL it had.
     let (status, _) = app.refresh(&refresh).await;
     assert_eq!(status, StatusCode::OK);
-    let used: String = redis::cmd("GET")
+    let used: Vec<u8> = redis::cmd("GET")
         .arg(refresh_keys[0])
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert!(used.starts_with("x|"), "{used}");
+    assert_eq!(used.first(), Some(&2), "used mark {used:?}");
     let ttl: i64 = redis::cmd("TTL")
         .arg(refresh_keys[0])
         .query_async(&mut conn)

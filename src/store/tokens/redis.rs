@@ -7,7 +7,7 @@
 //! |---|---|---|---|
 //! | `P a:<hash>` | string | the client's `token_expire_time` | an access token's record |
 //! | `P r:<hash>` | string | 2 × `token_expire_time` | a refresh token's record |
-//! | `P u:<username>` | sorted set | the longest-lived member | `<access hash><refresh hash><family>` per pair, score = the pair's end |
+//! | `P u:<username>` | sorted set | the longest-lived member | one 17-byte member per pair (`r` + refresh hash, or `a` + access hash), score = the pair's end |
 //! | `P s:<value>` | string | the freshness window | a request signature already used |
 //! | `P n:<name>` | string (integer) | its window, from the first hit | a counter: failed logins, requests per IP, wrong codes |
 //! | `P l:<name>` | string | the lock's duration | a lock: the resend lock of verification codes |
@@ -16,9 +16,9 @@
 //! Every command touches one key, and the multi-command writes are plain (non-atomic)
 //! pipelines, so the layout works unchanged on Redis Cluster. The one atomic step that
 //! matters, single-use refresh, is one Lua script on one key: it returns the refresh
-//! value and replaces it with a "used" mark (same TTL), so a replay is recognised.
+//! value and marks it used (same TTL), so a replay is recognised.
 //!
-//! `<hash>` is 22 characters (128 bits of SHA-256, base64url); values are in the compact
+//! `<hash>` is 22 characters (128 bits of SHA-256, base64url); values are in the binary
 //! form of `value.rs`.
 //!
 //! One multiplexed connection (`ConnectionManager`) serves every request: concurrent
@@ -59,7 +59,7 @@ impl RedisTokens {
         telemetry::store_connections("redis", 1);
         Ok(Self {
             conn,
-            take_refresh: redis::Script::new(TAKE_REFRESH),
+            take_refresh: take_refresh_script(),
             prefix: prefix.to_owned(),
         })
     }
@@ -72,37 +72,78 @@ impl RedisTokens {
         key
     }
 
-    /// Deletes the keys of the index members `select` picks, and those members.
+    /// Deletes the pairs of a user's index that `select` picks: their keys and their
+    /// members. Three round trips: the members, the refresh values (which name each
+    /// pair's access token and family), the deletions.
     async fn revoke_members(
         &self,
         username: &str,
         operation: &'static str,
-        select: impl Fn(&Member) -> bool,
+        select: impl Fn(&IndexedPair) -> bool,
     ) -> Result<u64, StoreError> {
         let index = self.key("u:", username);
         let mut conn = self.conn.clone();
-        let members: Vec<String> = self.bounded(operation, conn.zrange(&index, 0, -1)).await?;
+        let members: Vec<Vec<u8>> = self.bounded(operation, conn.zrange(&index, 0, -1)).await?;
+        let members: Vec<(Vec<u8>, Member)> = members
+            .into_iter()
+            .filter_map(|raw| Member::parse(&raw).map(|m| (raw, m)))
+            .collect();
         // One command per key: the keys sit on different cluster slots.
-        let mut pipe = redis::pipe();
-        let mut any = false;
-        for text in &members {
-            let Some(member) = Member::parse(text) else {
-                continue;
-            };
-            if !select(&member) {
-                continue;
+        let mut reads = redis::pipe();
+        for (_, member) in &members {
+            if let Member::Refresh(hash) = member {
+                reads.get(self.key("r:", &hash.encode()));
             }
-            any = true;
-            pipe.del(self.key("a:", member.access));
-            if let Some(refresh) = member.refresh {
-                pipe.del(self.key("r:", refresh));
-            }
-            pipe.zrem(&index, text).ignore();
         }
-        if !any {
+        let mut values: std::vec::IntoIter<Option<Vec<u8>>> = if reads.is_empty() {
+            Vec::new().into_iter()
+        } else {
+            self.bounded(operation, reads.query_async::<Vec<_>>(&mut conn))
+                .await?
+                .into_iter()
+        };
+        let mut deletes = redis::pipe();
+        for (raw, member) in members {
+            let pair = match member {
+                Member::AccessOnly(access) => IndexedPair {
+                    access: Some(access),
+                    refresh: None,
+                    family: None,
+                },
+                Member::Refresh(refresh) => {
+                    // A refresh value outlives its access token; when it is gone (or
+                    // unreadable) so is the access token, as far as we can know.
+                    let record = values
+                        .next()
+                        .flatten()
+                        .and_then(|v| value::decode_refresh_state(&v))
+                        .map(|state| match state {
+                            RefreshState::Live(r) | RefreshState::Used(r) => r,
+                        });
+                    IndexedPair {
+                        access: record.as_ref().map(|r| r.access),
+                        refresh: Some(refresh),
+                        family: record.map(|r| r.family),
+                    }
+                }
+            };
+            if !select(&pair) {
+                continue;
+            }
+            if let Some(access) = pair.access {
+                deletes.del(self.key("a:", &access.encode()));
+            }
+            if let Some(refresh) = pair.refresh {
+                deletes.del(self.key("r:", &refresh.encode()));
+            }
+            deletes.zrem(&index, raw).ignore();
+        }
+        if deletes.is_empty() {
             return Ok(0);
         }
-        let removed: Vec<u64> = self.bounded(operation, pipe.query_async(&mut conn)).await?;
+        let removed: Vec<u64> = self
+            .bounded(operation, deletes.query_async(&mut conn))
+            .await?;
         Ok(removed.iter().sum())
     }
 
@@ -162,42 +203,62 @@ fn corrupt(what: &'static str) -> StoreError {
     }
 }
 
-/// The length of an encoded `TokenHash`; an index member is two of them and a family.
-const HASH_TEXT_LEN: usize = 22;
-/// Stands for the refresh hash in the index member of a pair without a refresh token.
-const NO_REFRESH: &str = "----------------------";
-
-/// Uses a refresh token: returns its value and marks it used, keeping its TTL.
-/// One key, so it is atomic and Cluster-safe.
-const TAKE_REFRESH: &str = r"
+/// Uses a refresh token: returns its value and marks it used (its first byte
+/// `LIVE_REFRESH` becomes `USED_REFRESH`), keeping its TTL. One key, so it is atomic
+/// and Cluster-safe.
+fn take_refresh_script() -> redis::Script {
+    redis::Script::new(&format!(
+        r"
 local v = redis.call('GET', KEYS[1])
-if v and string.sub(v, 1, 2) ~= 'x|' then
-  redis.call('SET', KEYS[1], 'x|' .. v, 'KEEPTTL')
+if v and string.byte(v, 1) == {live} then
+  redis.call('SET', KEYS[1], string.char({used}) .. string.sub(v, 2), 'KEEPTTL')
 end
 return v
-";
-
-/// A pair's entry in the user's index: access hash, refresh hash (or `NO_REFRESH`),
-/// family.
-struct Member<'a> {
-    access: &'a str,
-    refresh: Option<&'a str>,
-    family: &'a str,
+",
+        live = value::LIVE_REFRESH,
+        used = value::USED_REFRESH,
+    ))
 }
 
-impl<'a> Member<'a> {
-    fn parse(text: &'a str) -> Option<Self> {
-        if text.len() != 2 * HASH_TEXT_LEN + 8 || !text.is_ascii() {
-            return None;
-        }
-        let (access, rest) = text.split_at(HASH_TEXT_LEN);
-        let (refresh, family) = rest.split_at(HASH_TEXT_LEN);
-        Some(Self {
-            access,
-            refresh: (refresh != NO_REFRESH).then_some(refresh),
-            family,
-        })
+/// A pair's entry in the user's index, 17 bytes: `r` and the refresh hash, or `a` and
+/// the access hash for a pair without a refresh token (client_credentials). The rest of
+/// a pair (its access hash, its family) is in the refresh value, which outlives the
+/// access token: a short member keeps the index small (one-pair index: 88 bytes of
+/// `MEMORY USAGE` for a short username, 104 with the 52-character text member before).
+enum Member {
+    Refresh(TokenHash),
+    AccessOnly(TokenHash),
+}
+
+impl Member {
+    fn of(pair: &IssuedPair) -> Vec<u8> {
+        let (tag, hash) = match &pair.refresh {
+            Some((hash, _)) => (b'r', hash),
+            None => (b'a', &pair.access_hash),
+        };
+        let mut bytes = Vec::with_capacity(17);
+        bytes.push(tag);
+        bytes.extend_from_slice(&hash.0);
+        bytes
     }
+
+    fn parse(bytes: &[u8]) -> Option<Self> {
+        let (&tag, hash) = bytes.split_first()?;
+        let hash = TokenHash(hash.try_into().ok()?);
+        match tag {
+            b'r' => Some(Self::Refresh(hash)),
+            b'a' => Some(Self::AccessOnly(hash)),
+            _ => None,
+        }
+    }
+}
+
+/// A pair found through the index. `access` and `family` are `None` when its refresh
+/// value is gone.
+struct IndexedPair {
+    access: Option<TokenHash>,
+    refresh: Option<TokenHash>,
+    family: Option<FamilyId>,
 }
 
 impl TokenStore for RedisTokens {
@@ -208,7 +269,7 @@ impl TokenStore for RedisTokens {
     async fn access(&self, hash: &TokenHash) -> Result<Option<AccessRecord>, StoreError> {
         let key = self.key("a:", &hash.encode());
         let mut conn = self.conn.clone();
-        let raw: Option<String> = self.bounded("get_access", conn.get(key)).await?;
+        let raw: Option<Vec<u8>> = self.bounded("get_access", conn.get(key)).await?;
         raw.map(|v| value::decode_access(&v).ok_or_else(|| corrupt("access token")))
             .transpose()
     }
@@ -216,14 +277,8 @@ impl TokenStore for RedisTokens {
     async fn issue(&self, pair: &IssuedPair) -> Result<(), StoreError> {
         let access_ttl = u64::from(pair.access.lifetime.max(1));
         let refresh_ttl = access_ttl * 2;
-        let access_id = pair.access_hash.encode();
-        let refresh_id = pair.refresh.as_ref().map(|(hash, _)| hash.encode());
         let index = self.key("u:", &pair.access.username);
-        let member = format!(
-            "{access_id}{}{}",
-            refresh_id.as_deref().unwrap_or(NO_REFRESH),
-            pair.family.encode()
-        );
+        let member = Member::of(pair);
         let (index_ttl, member_end) = match &pair.refresh {
             Some((_, r)) => (refresh_ttl, r.grant.expires),
             None => (access_ttl, pair.access.expires),
@@ -248,14 +303,14 @@ impl TokenStore for RedisTokens {
             .arg("GT")
             .ignore()
             .set_ex(
-                self.key("a:", &access_id),
+                self.key("a:", &pair.access_hash.encode()),
                 value::encode_access(&pair.access),
                 access_ttl,
             )
             .ignore();
-        if let (Some(id), Some((_, record))) = (&refresh_id, &pair.refresh) {
+        if let Some((hash, record)) = &pair.refresh {
             pipe.set_ex(
-                self.key("r:", id),
+                self.key("r:", &hash.encode()),
                 value::encode_refresh(record),
                 refresh_ttl,
             )
@@ -269,7 +324,7 @@ impl TokenStore for RedisTokens {
     async fn refresh(&self, hash: &TokenHash) -> Result<Option<RefreshState>, StoreError> {
         let key = self.key("r:", &hash.encode());
         let mut conn = self.conn.clone();
-        let raw: Option<String> = self.bounded("get_refresh", conn.get(key)).await?;
+        let raw: Option<Vec<u8>> = self.bounded("get_refresh", conn.get(key)).await?;
         raw.map(|v| value::decode_refresh_state(&v).ok_or_else(|| corrupt("refresh token")))
             .transpose()
     }
@@ -278,7 +333,7 @@ impl TokenStore for RedisTokens {
         let key = self.key("r:", &hash.encode());
         let mut conn = self.conn.clone();
         let invocation = self.take_refresh.key(key);
-        let raw: Option<String> = self
+        let raw: Option<Vec<u8>> = self
             .bounded("take_refresh", invocation.invoke_async(&mut conn))
             .await?;
         raw.map(|v| value::decode_refresh_state(&v).ok_or_else(|| corrupt("refresh token")))
@@ -291,25 +346,18 @@ impl TokenStore for RedisTokens {
     }
 
     async fn revoke_user(&self, username: &str) -> Result<u64, StoreError> {
-        let removed = self
-            .revoke_members(username, "revoke_user", |_| true)
-            .await?;
-        let mut conn = self.conn.clone();
-        let index = self.key("u:", username);
-        self.bounded("revoke_user", conn.del::<_, ()>(index))
-            .await?;
-        Ok(removed)
+        // The members are removed one by one (an index left empty is gone): deleting the
+        // whole key would also drop a pair issued since the members were read.
+        self.revoke_members(username, "revoke_user", |_| true).await
     }
 
     async fn revoke_pair(&self, username: &str, access: &TokenHash) -> Result<u64, StoreError> {
-        let access = access.encode();
-        self.revoke_members(username, "revoke_pair", |m| m.access == access)
+        self.revoke_members(username, "revoke_pair", |p| p.access == Some(*access))
             .await
     }
 
     async fn revoke_family(&self, username: &str, family: &FamilyId) -> Result<u64, StoreError> {
-        let family = family.encode();
-        self.revoke_members(username, "revoke_family", |m| m.family == family)
+        self.revoke_members(username, "revoke_family", |p| p.family == Some(*family))
             .await
     }
 
