@@ -150,8 +150,8 @@ pub struct ServeArgs {
     /// token's expiry); 0 sends Cache-Control: no-store.
     #[arg(long, env = "TOKENCACHE_FORWARD_AUTH_CACHE_SECS", default_value_t = 0)]
     pub forward_auth_cache_secs: u64,
-    /// Threads serving requests; default: one per core. On a small machine shared with
-    /// Redis, fewer can be faster (see loadtest/README.md).
+    /// Threads serving requests; default: one per core but one, at least one (the kernel's
+    /// network stack needs the rest; see loadtest/README.md).
     #[arg(long, env = "TOKENCACHE_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
     /// Open connections served at once; more wait in the listen backlog.

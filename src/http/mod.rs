@@ -221,7 +221,7 @@ async fn route_request<T: TokenStore, R: RecordStore>(
     let (parts, incoming) = req.into_parts();
     let result = match (&parts.method, route) {
         (&Method::GET | &Method::HEAD, "/healthz") => Ok(ops::healthz()),
-        (&Method::GET | &Method::HEAD, "/readyz") => Ok(ops::readyz(state).await),
+        (&Method::GET | &Method::HEAD, "/readyz") => Ok(Box::pin(ops::readyz(state)).await),
         (&Method::GET | &Method::HEAD, "/metrics") => Ok(ops::metrics(state)),
         (_, AUTH_ROUTE) => Ok(gateway::auth(state, &parts.headers).await),
         (&Method::POST, p) if POST_ROUTES.contains(&p) => {
@@ -236,19 +236,12 @@ async fn route_request<T: TokenStore, R: RecordStore>(
                         request_id,
                     };
                     match p {
-                        "/api/v1/authorize" => tokens::authorize(&req, true).await,
-                        "/api/v1/authorize_nopwd" => tokens::authorize(&req, false).await,
+                        // The hot path stays inline; every other handler is boxed, so the
+                        // future of every request is not as large as the largest handler's:
+                        // 1,608 bytes instead of 7,288 (readyz boxed too), moved on every
+                        // request.
                         "/api/v1/check_token" => tokens::check_token(&req).await,
-                        "/api/v1/refresh_token" => tokens::refresh_token(&req).await,
-                        "/api/v1/logout" => tokens::logout(&req).await,
-                        "/oauth2/token" => oauth::token(&req).await,
-                        "/oauth2/introspect" => oauth::introspect(&req).await,
-                        "/oauth2/revoke" => oauth::revoke(&req).await,
-                        "/api/v1/get_verify" => accounts::get_verify(&req).await,
-                        "/api/v1/check_user" => accounts::check_user(&req).await,
-                        "/api/v1/doaction" => accounts::doaction(&req).await,
-                        "/api/v1/get_userinfo" => accounts::get_userinfo(&req).await,
-                        _ => accounts::update_userinfo(&req).await,
+                        _ => Box::pin(cold_post(&req, p)).await,
                     }
                 }
                 Err(e) => Err(e),
@@ -259,6 +252,27 @@ async fn route_request<T: TokenStore, R: RecordStore>(
         _ => Err(ApiError::NoRoute),
     };
     result.unwrap_or_else(|e| error_response(&e, reply, route, request_id))
+}
+
+/// The POST routes other than check_token.
+async fn cold_post<T: TokenStore, R: RecordStore>(
+    req: &Request<'_, T, R>,
+    path: &str,
+) -> Result<Response<Body>, ApiError> {
+    match path {
+        "/api/v1/authorize" => tokens::authorize(req, true).await,
+        "/api/v1/authorize_nopwd" => tokens::authorize(req, false).await,
+        "/api/v1/refresh_token" => tokens::refresh_token(req).await,
+        "/api/v1/logout" => tokens::logout(req).await,
+        "/oauth2/token" => oauth::token(req).await,
+        "/oauth2/introspect" => oauth::introspect(req).await,
+        "/oauth2/revoke" => oauth::revoke(req).await,
+        "/api/v1/get_verify" => accounts::get_verify(req).await,
+        "/api/v1/check_user" => accounts::check_user(req).await,
+        "/api/v1/doaction" => accounts::doaction(req).await,
+        "/api/v1/get_userinfo" => accounts::get_userinfo(req).await,
+        _ => accounts::update_userinfo(req).await,
+    }
 }
 
 /// The one place an error becomes a response, and is logged.
