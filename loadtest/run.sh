@@ -312,9 +312,13 @@ log "k6: $K6 ($("$K6" version 2>/dev/null | head -n 1))"
 # so k6 collects only when its heap nears that limit. GOGC=100 restores Go's default.
 if [[ -z ${GOGC:-} ]]; then
   export GOGC=off
-  mem_kib=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo 2>/dev/null || echo 0)
-  limit_mib=$((mem_kib / 4 / 1024))
-  ((limit_mib > 2048 || limit_mib < 64)) && limit_mib=2048
+  mem_kib=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo 2>/dev/null || true)
+  limit_mib=2048 # when the RAM is unknown
+  if [[ $mem_kib =~ ^[0-9]+$ ]]; then
+    limit_mib=$((mem_kib / 4 / 1024))
+    ((limit_mib > 2048)) && limit_mib=2048
+    ((limit_mib < 64)) && limit_mib=64
+  fi
   export GOMEMLIMIT=${GOMEMLIMIT:-${limit_mib}MiB}
 fi
 log "k6's Go GC: GOGC=$GOGC${GOMEMLIMIT:+ GOMEMLIMIT=$GOMEMLIMIT}"
@@ -350,12 +354,13 @@ redis_memory_report() {
   local kind count bytes line="" tokens=0 total=0
   for kind in a u; do
     read -r count bytes < <(redis_cli --scan --pattern "${TOKENCACHE_REDIS_PREFIX}$kind:*" |
-      sed 's/^/MEMORY USAGE /' | redis_cli | awk '{ n++; s += $1 } END { print n + 0, s + 0 }')
+      sed 's/^/MEMORY USAGE /' | redis_cli | awk '$1 ~ /^[0-9]+$/ { n++; s += $1 } END { print n + 0, s + 0 }')
     line+=" $kind: $count keys $bytes B;"
     [[ $kind == a ]] && { tokens=$count; total=$bytes; } || total=$((total + bytes))
   done
   if [[ $tokens -gt 0 ]]; then
-    log "Redis:$line $(awk -v t="$total" -v n="$tokens" 'BEGIN { printf "%.1f", t / n }') B per live access token (its key + its share of the user index)"
+    log "Redis (prefix $TOKENCACHE_REDIS_PREFIX):$line $(awk -v t="$total" -v n="$tokens" 'BEGIN { printf "%.1f", t / n }') B per live access token (its key + its share of the user index)"
+    [[ $OWN_PREFIX == 1 ]] || log "  (a prefix of your own: every a: and u: key under it counts, not only this run's)"
   fi
 }
 redis_memory_report || true

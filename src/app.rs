@@ -103,7 +103,21 @@ pub async fn state(settings: &Settings) -> Result<Arc<AppState>, StartError> {
     delivery::announce(&settings.delivery);
     let records = engine.records.name();
     match engine.tokens {
-        Tokens::Redis(_) => tracing::info!(records, tokens = "redis", "stores ready"),
+        Tokens::Redis(ref redis) => {
+            tracing::info!(records, tokens = "redis", "stores ready");
+            // In the background: Redis may still be down at start.
+            let redis = redis.clone();
+            tokio::spawn(async move {
+                if let Some(policy) = redis.eviction_policy().await {
+                    tracing::warn!(
+                        policy,
+                        "Redis may evict keys (maxmemory is set, maxmemory-policy is not noeviction): \
+                         an evicted key can leave a revoked token valid, reset a lockout or allow a \
+                         replayed login; set maxmemory-policy noeviction"
+                    );
+                }
+            });
+        }
         Tokens::Memory(_) => tracing::warn!(
             records,
             tokens = "in-process",

@@ -28,8 +28,16 @@ fn main() -> std::process::ExitCode {
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
     if let Command::Serve(args) = &cli.command {
-        let workers = args.worker_threads.filter(|n| *n > 0);
-        runtime.worker_threads(workers.unwrap_or_else(default_workers));
+        match args.worker_threads.filter(|n| *n > 0) {
+            Some(n) => {
+                runtime.worker_threads(n);
+            }
+            // tokio's own variable still counts when the flag is not given.
+            None if std::env::var_os("TOKIO_WORKER_THREADS").is_some() => {}
+            None => {
+                runtime.worker_threads(default_workers());
+            }
+        }
     }
     let runtime = match runtime.build() {
         Ok(r) => r,

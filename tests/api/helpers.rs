@@ -421,6 +421,11 @@ pub struct OwnRedis(tokio::process::Child);
 
 impl OwnRedis {
     pub async fn start(port: u16) -> Option<OwnRedis> {
+        Self::start_with(port, &[]).await
+    }
+
+    /// The same with more `redis-server` arguments.
+    pub async fn start_with(port: u16, extra: &[&str]) -> Option<OwnRedis> {
         let child = tokio::process::Command::new("redis-server")
             .args([
                 "--port",
@@ -432,6 +437,7 @@ impl OwnRedis {
                 "--appendonly",
                 "no",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)

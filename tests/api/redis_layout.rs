@@ -1,5 +1,7 @@
 //! What lands in Redis: TTLs from the client's token_expire_time, keys derived from the
 //! token's hash, never the raw token.
+use std::time::Duration;
+
 use reqwest::StatusCode;
 
 use crate::helpers::*;
@@ -140,4 +142,83 @@ async fn a_short_lived_client_gets_short_redis_ttls() {
         }
     }
     app.cleanup().await;
+}
+
+/// Any evicted key breaks a promise (a revoked token left valid, a lockout reset, a
+/// replay allowed): the server says at start when its Redis may evict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_warns_when_redis_may_evict_keys() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let port = free_port();
+    let evicting = ["--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"];
+    let Some(_redis) = OwnRedis::start_with(port, &evicting).await else {
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{port}/0");
+    let tokens =
+        tokencache::store::tokens::redis::RedisTokens::open(&url, "t:", Duration::from_secs(1))
+            .unwrap();
+    assert_eq!(
+        tokens.eviction_policy().await.as_deref(),
+        Some("allkeys-lru")
+    );
+
+    // The server's own words, at start.
+    let dir = std::env::temp_dir().join(format!("tc-evict-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokencache"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .env("REDIS_URL", &url)
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/t.db?mode=rwc", dir.display()),
+        )
+        .env("RUST_LOG", "warn")
+        .env("TOKENCACHE_LOG_FORMAT", "text")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
+    let warned = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("maxmemory-policy noeviction") && line.contains("allkeys-lru") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    server.kill().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(warned, Ok(true), "no eviction warning from the server");
+
+    // No warning where Redis cannot evict: noeviction, or no maxmemory at all.
+    let conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let set = |name: &'static str, value: &'static str| {
+        let mut conn = conn.clone();
+        async move {
+            redis::cmd("CONFIG")
+                .arg("SET")
+                .arg(name)
+                .arg(value)
+                .query_async::<()>(&mut conn)
+                .await
+                .unwrap()
+        }
+    };
+    set("maxmemory-policy", "noeviction").await;
+    assert_eq!(tokens.eviction_policy().await, None);
+    set("maxmemory-policy", "volatile-lru").await;
+    assert_eq!(
+        tokens.eviction_policy().await.as_deref(),
+        Some("volatile-lru")
+    );
+    set("maxmemory", "0").await;
+    assert_eq!(tokens.eviction_policy().await, None);
 }

@@ -111,8 +111,9 @@ impl RedisTokens {
                     family: None,
                 },
                 Member::Refresh(refresh) => {
-                    // A refresh value outlives its access token; when it is gone (or
-                    // unreadable) so is the access token, as far as we can know.
+                    // A refresh value outlives its access token by its TTL: when it is
+                    // gone, so is the access token, unless Redis evicted it (the server
+                    // warns at start when Redis may evict). Unreadable: nothing to find.
                     let record = values
                         .next()
                         .flatten()
@@ -145,6 +146,29 @@ impl RedisTokens {
             .bounded(operation, deletes.query_async(&mut conn))
             .await?;
         Ok(removed.iter().sum())
+    }
+
+    /// Redis's eviction policy when Redis can evict keys (a `maxmemory` is set and the
+    /// policy is not `noeviction`); `None` when it cannot, or when it does not say (CONFIG
+    /// disabled, as on some managed services, or Redis unreachable).
+    ///
+    /// Evicting any key of this layout breaks a promise: an evicted refresh value or
+    /// index leaves a revoked access token valid, an evicted counter resets a lockout,
+    /// an evicted signature allows a replay.
+    pub async fn eviction_policy(&self) -> Option<String> {
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        pipe.cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory")
+            .cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory-policy");
+        let (maxmemory, policy): (Vec<String>, Vec<String>) =
+            pipe.query_async(&mut conn).await.ok()?;
+        let maxmemory: u64 = maxmemory.get(1)?.parse().ok()?;
+        let policy = policy.get(1)?.clone();
+        (maxmemory > 0 && policy != "noeviction").then_some(policy)
     }
 
     /// `SET key 1 NX EX ttl`: `true` when this call set it (the key was absent).
