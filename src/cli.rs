@@ -225,6 +225,10 @@ pub struct AccountArgs {
     /// check_user requests per client IP per window; 0: no limit.
     #[arg(long, env = "TOKENCACHE_IP_LIMIT_CHECK_USER", default_value_t = 600)]
     pub ip_limit_check_user: u64,
+    /// doaction requests (sign-ups, password changes) per client IP per window; 0: no
+    /// limit.
+    #[arg(long, env = "TOKENCACHE_IP_LIMIT_DOACTION", default_value_t = 120)]
+    pub ip_limit_doaction: u64,
     /// Take the client IP from the first X-Forwarded-For hop (only behind a proxy that
     /// sets that header itself).
     #[arg(long, env = "TOKENCACHE_TRUST_FORWARDED_FOR")]
@@ -243,6 +247,7 @@ impl AccountArgs {
             ip_authorize: self.ip_limit_authorize,
             ip_get_verify: self.ip_limit_get_verify,
             ip_check_user: self.ip_limit_check_user,
+            ip_doaction: self.ip_limit_doaction,
         }
     }
 

@@ -28,6 +28,8 @@ pub struct Limits {
     pub ip_get_verify: u64,
     /// check_user requests per client IP per window.
     pub ip_check_user: u64,
+    /// doaction requests (sign-ups, password changes) per client IP per window.
+    pub ip_doaction: u64,
 }
 
 impl Default for Limits {
@@ -44,6 +46,7 @@ impl Default for Limits {
             ip_authorize: 1200,
             ip_get_verify: 120,
             ip_check_user: 600,
+            ip_doaction: 120,
         }
     }
 }
@@ -54,6 +57,7 @@ pub enum IpLimited {
     Authorize,
     GetVerify,
     CheckUser,
+    DoAction,
 }
 
 impl IpLimited {
@@ -62,6 +66,7 @@ impl IpLimited {
             IpLimited::Authorize => "authorize",
             IpLimited::GetVerify => "get_verify",
             IpLimited::CheckUser => "check_user",
+            IpLimited::DoAction => "doaction",
         }
     }
 }
@@ -81,6 +86,7 @@ impl<T: TokenStore, R: RecordStore> Engine<T, R> {
             IpLimited::Authorize => limits.ip_authorize,
             IpLimited::GetVerify => limits.ip_get_verify,
             IpLimited::CheckUser => limits.ip_check_user,
+            IpLimited::DoAction => limits.ip_doaction,
         };
         if limit == 0 {
             return Ok(());

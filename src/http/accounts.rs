@@ -114,6 +114,8 @@ pub async fn check_user<T: TokenStore, R: RecordStore>(req: &Request<'_, T, R>) 
 }
 
 pub async fn doaction<T: TokenStore, R: RecordStore>(req: &Request<'_, T, R>) -> Reply {
+    let ip = req.client_ip();
+    req.engine().limit_ip(IpLimited::DoAction, ip).await?;
     let body: DoactionBody = req.parse()?;
     let action = Action {
         username: text(&body.username),

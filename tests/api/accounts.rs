@@ -398,6 +398,7 @@ fn help_documents_the_account_settings() {
         "TOKENCACHE_IP_LIMIT_AUTHORIZE",
         "TOKENCACHE_IP_LIMIT_GET_VERIFY",
         "TOKENCACHE_IP_LIMIT_CHECK_USER",
+        "TOKENCACHE_IP_LIMIT_DOACTION",
         "TOKENCACHE_TRUST_FORWARDED_FOR",
     ] {
         assert!(help.contains(env), "{env} missing from serve --help");

@@ -85,6 +85,7 @@ async fn per_ip_limits_answer_429_with_retry_after_on_both_stores() {
             s.rules.limits.ip_authorize = 3;
             s.rules.limits.ip_get_verify = 2;
             s.rules.limits.ip_check_user = 2;
+            s.rules.limits.ip_doaction = 2;
             s.rules.limits.ip_window = 30;
         })
         .await
@@ -139,6 +140,15 @@ async fn per_ip_limits_answer_429_with_retry_after_on_both_stores() {
             )
             .await;
         assert_fails(&spoofed.pair(), 429, 405);
+
+        // doaction (sign-ups, password changes) counts every request, refused or not.
+        for _ in 0..2 {
+            let (status, v) = app.post("/api/v1/doaction", &json!({})).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+        }
+        let limited = app.post_raw("/api/v1/doaction", &json!({}), &[]).await;
+        assert_fails(&limited.pair(), 429, 405);
+        assert!((1..=30).contains(&limited.retry_after()));
 
         if backend == Backend::Real {
             let ttl = app.redis_ttl("n:ip:check_user:127.0.0.1").await;
