@@ -197,6 +197,10 @@ pub struct AccountArgs {
         default_value_t = 5000
     )]
     pub code_webhook_timeout_ms: u64,
+    /// Secret that signs every webhook call (HMAC-SHA256 in X-Tokencache-Signature);
+    /// unset: calls are not signed.
+    #[arg(long, env = "TOKENCACHE_CODE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub code_webhook_secret: Option<String>,
     /// Seconds a verification code lives.
     #[arg(long, env = "TOKENCACHE_CODE_TTL", default_value_t = 600)]
     pub code_ttl: u64,
@@ -256,6 +260,11 @@ impl AccountArgs {
             (DeliveryArg::Webhook, Some(url)) => DeliverySettings::Webhook {
                 url: Secret::new(url.clone()),
                 timeout: Duration::from_millis(self.code_webhook_timeout_ms),
+                secret: self
+                    .code_webhook_secret
+                    .clone()
+                    .filter(|s| !s.is_empty())
+                    .map(Secret::new),
             },
             // clap requires --code-webhook with `webhook`.
             _ => DeliverySettings::Log,

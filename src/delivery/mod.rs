@@ -22,6 +22,8 @@ pub enum DeliverySettings {
         url: Secret,
         /// Bound on one call, connection included.
         timeout: Duration,
+        /// Signs every call (HMAC-SHA256) when set.
+        secret: Option<Secret>,
     },
 }
 
@@ -29,9 +31,15 @@ pub enum DeliverySettings {
 pub fn build(settings: &DeliverySettings) -> Result<Arc<dyn CodeDelivery>, webhook::WebhookError> {
     Ok(match settings {
         DeliverySettings::Log => Arc::new(log::LogDelivery),
-        DeliverySettings::Webhook { url, timeout } => {
-            Arc::new(webhook::WebhookDelivery::new(url.expose(), *timeout)?)
-        }
+        DeliverySettings::Webhook {
+            url,
+            timeout,
+            secret,
+        } => Arc::new(webhook::WebhookDelivery::new(
+            url.expose(),
+            *timeout,
+            secret.clone(),
+        )?),
     })
 }
 
@@ -41,13 +49,18 @@ pub fn announce(settings: &DeliverySettings) {
         DeliverySettings::Log => tracing::warn!(
             "code delivery: log (development setting: verification codes are written to this log, never sent; use --code-delivery webhook in production)"
         ),
-        DeliverySettings::Webhook { url, timeout } => {
+        DeliverySettings::Webhook {
+            url,
+            timeout,
+            secret,
+        } => {
             // The host only: the path or query may hold a credential.
             let host = url::Url::parse(url.expose())
                 .ok()
                 .and_then(|u| u.host_str().map(str::to_owned))
                 .unwrap_or_default();
-            tracing::info!(host, ?timeout, "code delivery: webhook");
+            let signed = secret.is_some();
+            tracing::info!(host, ?timeout, signed, "code delivery: webhook");
         }
     }
 }

@@ -358,6 +358,53 @@ async fn a_code_expires_with_its_ttl_on_both_stores() {
     }
 }
 
+/// With --code-webhook-secret every call carries a timestamp and an HMAC-SHA256 of
+/// "timestamp.body" that the receiver can check; without it, no signature at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_calls_are_signed_when_a_secret_is_set() {
+    use hmac::{Hmac, Mac};
+
+    let Some((app, hook)) = spawn_with_webhook(Backend::Embedded, |s| {
+        if let tokencache::delivery::DeliverySettings::Webhook { secret, .. } = &mut s.delivery {
+            *secret = Some(tokencache::secret::Secret::new(String::from("hook-secret")));
+        }
+    })
+    .await
+    else {
+        return;
+    };
+    assert_done(&app.get_verify("signed@example.com", "1", "1").await.pair());
+    let calls = hook.raw_calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let call = &calls[0];
+    let timestamp = call.timestamp.as_deref().expect("a timestamp header");
+    let sent: i64 = timestamp.parse().unwrap();
+    let now = chrono::Utc::now().timestamp();
+    assert!(
+        (now - 60..=now).contains(&sent),
+        "timestamp {sent}, now {now}"
+    );
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"hook-secret").unwrap();
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(&call.body);
+    let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    assert_eq!(call.signature.as_deref(), Some(expected.as_str()));
+    // The body signed is the body sent (the JSON the receiver parses).
+    let body: serde_json::Value = serde_json::from_slice(&call.body).unwrap();
+    assert_eq!(body["to"], json!("signed@example.com"));
+    app.cleanup().await;
+
+    let Some((app, hook)) = spawn_with_webhook(Backend::Embedded, |_| {}).await else {
+        return;
+    };
+    assert_done(&app.get_verify("plain@example.com", "1", "1").await.pair());
+    let calls = hook.raw_calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].signature, None);
+    assert_eq!(calls[0].timestamp, None);
+    app.cleanup().await;
+}
+
 /// With the log delivery (the default) get_verify succeeds and the code is only in the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_delivery_answers_ok_without_the_code() {
@@ -389,6 +436,7 @@ fn help_documents_the_account_settings() {
         "TOKENCACHE_CODE_DELIVERY",
         "TOKENCACHE_CODE_WEBHOOK",
         "TOKENCACHE_CODE_WEBHOOK_TIMEOUT_MS",
+        "TOKENCACHE_CODE_WEBHOOK_SECRET",
         "TOKENCACHE_CODE_TTL",
         "TOKENCACHE_CODE_RESEND",
         "TOKENCACHE_CODE_ATTEMPTS",

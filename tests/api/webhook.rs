@@ -25,8 +25,17 @@ use crate::helpers::*;
 #[derive(Default)]
 struct Shared {
     calls: Mutex<Vec<Value>>,
+    raw: Mutex<Vec<RawCall>>,
     status: AtomicU16,
     delay_ms: AtomicU64,
+}
+
+/// A call as it arrived: its signature headers and its body bytes.
+#[derive(Clone, Debug)]
+pub struct RawCall {
+    pub timestamp: Option<String>,
+    pub signature: Option<String>,
+    pub body: Bytes,
 }
 
 /// A webhook receiver: records every JSON body, answers `status` after `delay`.
@@ -48,7 +57,21 @@ impl Webhook {
                 let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let state = state.clone();
                     async move {
+                        let header = |name: &str| {
+                            req.headers()
+                                .get(name)
+                                .map(|v| v.to_str().unwrap_or_default().to_owned())
+                        };
+                        let (timestamp, signature) = (
+                            header("x-tokencache-timestamp"),
+                            header("x-tokencache-signature"),
+                        );
                         let body = req.into_body().collect().await.unwrap().to_bytes();
+                        state.raw.lock().unwrap().push(RawCall {
+                            timestamp,
+                            signature,
+                            body: body.clone(),
+                        });
                         let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                         state.calls.lock().unwrap().push(value);
                         let delay = state.delay_ms.load(Ordering::SeqCst);
@@ -92,6 +115,11 @@ impl Webhook {
         self.shared.calls.lock().unwrap().clone()
     }
 
+    /// Every call received so far, as it arrived.
+    pub fn raw_calls(&self) -> Vec<RawCall> {
+        self.shared.raw.lock().unwrap().clone()
+    }
+
     /// The code of the last call for `to`.
     #[track_caller]
     pub fn code_for(&self, to: &str) -> String {
@@ -110,6 +138,7 @@ pub fn webhook_settings(hook: &Webhook) -> DeliverySettings {
     DeliverySettings::Webhook {
         url: Secret::new(hook.url.clone()),
         timeout: Duration::from_millis(800),
+        secret: None,
     }
 }
 
