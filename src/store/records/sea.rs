@@ -74,6 +74,26 @@ impl SeaRecords {
     }
 }
 
+/// The account row of `account` and its profile row. A legacy row may have no
+/// user_info_tbl row.
+async fn account_and_info<C: ConnectionTrait>(
+    conn: &C,
+    account: &str,
+) -> Result<Option<(user_account::Model, Option<user_info::Model>)>, DbErr> {
+    let Some(user) = user_account::Entity::find()
+        .filter(user_account::Column::Account.eq(account))
+        .one(conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let info = match user.user_info_id {
+        Some(id) => user_info::Entity::find_by_id(id).one(conn).await?,
+        None => None,
+    };
+    Ok(Some((user, info)))
+}
+
 fn db_error(e: DbErr) -> StoreError {
     if let Some(SqlErr::UniqueConstraintViolation(_)) = e.sql_err() {
         return StoreError::Conflict;
@@ -277,24 +297,10 @@ impl RecordStore for SeaRecords {
     }
 
     async fn profile(&self, account: &str) -> Result<Option<Profile>, StoreError> {
-        let db = &self.db;
         let found = self
-            .bounded("profile", async {
-                let Some(user) = user_account::Entity::find()
-                    .filter(user_account::Column::Account.eq(account))
-                    .one(db)
-                    .await?
-                else {
-                    return Ok(None);
-                };
-                // A legacy row may have no user_info_tbl row: an empty profile then.
-                let info = match user.user_info_id {
-                    Some(id) => user_info::Entity::find_by_id(id).one(db).await?,
-                    None => None,
-                };
-                Ok(Some((user, info)))
-            })
+            .bounded("profile", account_and_info(&self.db, account))
             .await?;
+        // No user_info_tbl row: an empty profile.
         Ok(found.map(|(user, info)| {
             let (nickname, headurl) = info.map(|i| (i.nickname, i.headurl)).unwrap_or_default();
             Profile {
@@ -320,18 +326,10 @@ impl RecordStore for SeaRecords {
             (account.to_owned(), nickname.to_owned(), headurl.to_owned());
         let update = self.db.transaction::<_, bool, DbErr>(move |txn| {
             Box::pin(async move {
-                let Some(user) = user_account::Entity::find()
-                    .filter(user_account::Column::Account.eq(&account))
-                    .one(txn)
-                    .await?
-                else {
-                    return Ok(false);
-                };
                 // MySQL reports changed rows, not matched ones: look the row up rather
                 // than read "missing" into an update that changed nothing.
-                let info = match user.user_info_id {
-                    Some(id) => user_info::Entity::find_by_id(id).one(txn).await?,
-                    None => None,
+                let Some((user, info)) = account_and_info(txn, &account).await? else {
+                    return Ok(false);
                 };
                 match info {
                     Some(info) => {
@@ -360,14 +358,12 @@ impl RecordStore for SeaRecords {
                 Ok(true)
             })
         });
-        match tokio::time::timeout(self.timeout, update).await {
-            Ok(Ok(found)) => Ok(found),
-            Ok(Err(sea_orm::TransactionError::Connection(e)))
-            | Ok(Err(sea_orm::TransactionError::Transaction(e))) => Err(db_error(e)),
-            Err(elapsed) => Err(StoreError::Unavailable {
-                store: "sql",
-                source: Box::new(elapsed),
-            }),
-        }
+        self.bounded("update_profile", async {
+            update.await.map_err(|e| match e {
+                sea_orm::TransactionError::Connection(e)
+                | sea_orm::TransactionError::Transaction(e) => e,
+            })
+        })
+        .await
     }
 }

@@ -110,6 +110,18 @@ fn lifetime(seconds: u64) -> Duration {
     Duration::from_secs(seconds.max(1))
 }
 
+/// A copy of the entry under `key` if it has not expired.
+fn live<K, Q, V>(map: &HashMap<K, (V, Instant)>, key: &Q, now: Instant) -> Option<V>
+where
+    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+    Q: std::hash::Hash + Eq + ?Sized,
+    V: Clone,
+{
+    map.get(key)
+        .filter(|(_, until)| *until > now)
+        .map(|(value, _)| value.clone())
+}
+
 /// Whole seconds from `now` to `until`, rounded up as Redis rounds a TTL.
 fn seconds_until(until: Instant, now: Instant) -> u64 {
     let left = until.saturating_duration_since(now);
@@ -122,13 +134,7 @@ impl TokenStore for MemoryTokens {
     }
 
     async fn access(&self, hash: &TokenHash) -> Result<Option<AccessRecord>, StoreError> {
-        let now = Instant::now();
-        let state = self.guard();
-        Ok(state
-            .access
-            .get(hash)
-            .filter(|(_, until)| *until > now)
-            .map(|(record, _)| record.clone()))
+        Ok(live(&self.guard().access, hash, Instant::now()))
     }
 
     async fn issue(&self, pair: &IssuedPair) -> Result<(), StoreError> {
@@ -158,13 +164,7 @@ impl TokenStore for MemoryTokens {
     }
 
     async fn refresh(&self, hash: &TokenHash) -> Result<Option<RefreshState>, StoreError> {
-        let now = Instant::now();
-        let state = self.guard();
-        Ok(state
-            .refresh
-            .get(hash)
-            .filter(|(_, until)| *until > now)
-            .map(|(s, _)| s.clone()))
+        Ok(live(&self.guard().refresh, hash, Instant::now()))
     }
 
     async fn take_refresh(&self, hash: &TokenHash) -> Result<Option<RefreshState>, StoreError> {
@@ -277,13 +277,7 @@ impl TokenStore for MemoryTokens {
     }
 
     async fn code(&self, name: &str) -> Result<Option<Secret>, StoreError> {
-        let now = Instant::now();
-        let state = self.guard();
-        Ok(state
-            .codes
-            .get(name)
-            .filter(|(_, until)| *until > now)
-            .map(|(code, _)| code.clone()))
+        Ok(live(&self.guard().codes, name, Instant::now()))
     }
 
     async fn take_code(&self, name: &str) -> Result<bool, StoreError> {
