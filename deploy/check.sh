@@ -359,12 +359,15 @@ expect() { # expect ROUTE JSON HTTP_STATUS
 }
 field() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["data"][sys.argv[2]])' "$BODY" "$1"; }
 md5() { printf '%s' "$@" | md5sum | cut -d' ' -f1; }
-# Strictly increasing milliseconds: a signature is accepted once.
-LAST_T=0
+# Strictly increasing milliseconds: a signature is accepted once. The last one is kept
+# in a file: login_body runs in $(...) subshells, where a variable would not persist.
+printf 0 >"$WORK/last_time"
 next_time() {
-  local t
+  local t last
   t=$(date +%s%3N)
-  ((t > LAST_T)) || t=$((LAST_T + 1))
+  last=$(<"$WORK/last_time")
+  ((t > last)) || t=$((last + 1))
+  printf '%s' "$t" >"$WORK/last_time"
   LAST_T=$t
 }
 # login_body USER PASSWORD [TIME [SECRET [APPID]]]: prints an authorize body.

@@ -74,8 +74,6 @@ pub enum StartError {
 
 /// Opens both stores (migrating when asked) and builds the engine.
 pub async fn engine(settings: &Settings) -> Result<AppEngine, StartError> {
-    // Before the stores open: they set gauges as they do.
-    crate::telemetry::install();
     let url = settings
         .database_url
         .as_deref()
@@ -99,6 +97,9 @@ pub async fn engine(settings: &Settings) -> Result<AppEngine, StartError> {
 
 /// Builds the shared state and logs which stores are in use.
 pub async fn state(settings: &Settings) -> Result<Arc<AppState>, StartError> {
+    // Only a server records metrics (not the admin commands), and before the stores
+    // open: they set gauges as they do.
+    crate::telemetry::install();
     let engine = engine(settings).await?;
     delivery::announce(&settings.delivery);
     let records = engine.records.name();

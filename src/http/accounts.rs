@@ -2,7 +2,7 @@
 //! doaction, get_userinfo, update_userinfo.
 use serde::{Deserialize, Serialize};
 
-use super::body::{text, Scalar};
+use super::body::{non_empty, text, Scalar};
 use super::error::ApiError;
 use super::Request;
 use crate::domain::limits::IpLimited;
@@ -84,14 +84,8 @@ struct ProfileData<'a> {
     bundle_id: &'a str,
 }
 
-/// An empty field is as good as an absent one (so `signature: ""` falls back to `token`).
-fn present(field: &Option<Scalar>) -> Option<&str> {
-    text(field).filter(|v| !v.is_empty())
-}
-
 pub async fn get_verify<T: TokenStore, R: RecordStore>(req: &Request<'_, T, R>) -> Reply {
-    let ip = req.client_ip();
-    req.engine().limit_ip(IpLimited::GetVerify, ip).await?;
+    req.limit_ip(IpLimited::GetVerify).await?;
     let body: GetVerifyBody = req.parse()?;
     let request = VerifyRequest {
         lg: text(&body.lg),
@@ -99,23 +93,22 @@ pub async fn get_verify<T: TokenStore, R: RecordStore>(req: &Request<'_, T, R>) 
         flag: text(&body.flag),
         smsflag: text(&body.smsflag),
         appid: text(&body.appid),
-        signature: present(&body.signature).or_else(|| present(&body.token)),
+        // An empty field is as good as an absent one (`signature: ""` falls back to `token`).
+        signature: non_empty(&body.signature).or_else(|| non_empty(&body.token)),
     };
     req.engine().get_verify(&request).await?;
     Ok(req.reply.done())
 }
 
 pub async fn check_user<T: TokenStore, R: RecordStore>(req: &Request<'_, T, R>) -> Reply {
-    let ip = req.client_ip();
-    req.engine().limit_ip(IpLimited::CheckUser, ip).await?;
+    req.limit_ip(IpLimited::CheckUser).await?;
     let body: CheckUserBody = req.parse()?;
     let isfind = req.engine().check_user(text(&body.username)).await?;
     Ok(req.reply.ok(IsFind { isfind }))
 }
 
 pub async fn doaction<T: TokenStore, R: RecordStore>(req: &Request<'_, T, R>) -> Reply {
-    let ip = req.client_ip();
-    req.engine().limit_ip(IpLimited::DoAction, ip).await?;
+    let ip = req.limit_ip(IpLimited::DoAction).await?;
     let body: DoactionBody = req.parse()?;
     let action = Action {
         username: text(&body.username),
@@ -125,7 +118,7 @@ pub async fn doaction<T: TokenStore, R: RecordStore>(req: &Request<'_, T, R>) ->
         bundleid: text(&body.bundleid),
         appid: text(&body.appid),
         signature: text(&body.signature),
-        client_ip: req.client_ip().to_string(),
+        client_ip: ip.to_string(),
     };
     req.engine().doaction(&action).await?;
     Ok(req.reply.done())

@@ -53,6 +53,11 @@ pub fn text(field: &Option<Scalar>) -> Option<&str> {
     field.as_ref().map(Scalar::as_str)
 }
 
+/// The field as text, `None` when absent or empty.
+pub fn non_empty(field: &Option<Scalar>) -> Option<&str> {
+    text(field).filter(|t| !t.is_empty())
+}
+
 /// Reads the whole body, refusing one over `limit` bytes (413) before it is read.
 pub async fn read(body: Incoming, parts: &Parts, limit: usize) -> Result<Bytes, ApiError> {
     let declared = parts

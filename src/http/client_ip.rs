@@ -6,9 +6,19 @@ use std::net::{IpAddr, SocketAddr};
 use hyper::header::HeaderMap;
 
 use super::Request;
+use crate::domain::limits::IpLimited;
+use crate::domain::DomainError;
 use crate::store::{RecordStore, TokenStore};
 
 impl<T: TokenStore, R: RecordStore> Request<'_, T, R> {
+    /// Counts this request against the per-IP limit of `route` (refused past it);
+    /// returns the client IP it counted.
+    pub async fn limit_ip(&self, route: IpLimited) -> Result<IpAddr, DomainError> {
+        let ip = self.client_ip();
+        self.engine().limit_ip(route, ip).await?;
+        Ok(ip)
+    }
+
     /// Where the request came from.
     pub fn client_ip(&self) -> IpAddr {
         client_ip(

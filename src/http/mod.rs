@@ -271,7 +271,9 @@ async fn cold_post<T: TokenStore, R: RecordStore>(
         "/api/v1/check_user" => accounts::check_user(req).await,
         "/api/v1/doaction" => accounts::doaction(req).await,
         "/api/v1/get_userinfo" => accounts::get_userinfo(req).await,
-        _ => accounts::update_userinfo(req).await,
+        "/api/v1/update_userinfo" => accounts::update_userinfo(req).await,
+        // A route in POST_ROUTES without a handler here.
+        _ => Err(ApiError::NoRoute),
     }
 }
 

@@ -11,7 +11,7 @@ use hyper::{Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::body::{text, Scalar};
+use super::body::{non_empty, text, Scalar};
 use super::error::ApiError;
 use super::{Body, Request};
 use crate::domain::limits::IpLimited;
@@ -154,9 +154,7 @@ fn parse(req: &Request<'_, impl TokenStore, impl RecordStore>) -> Result<OAuthBo
 }
 
 fn required<'a>(field: &'a Option<Scalar>, name: &'static str) -> Result<&'a str, Failure> {
-    text(field)
-        .filter(|t| !t.is_empty())
-        .ok_or(Failure(DomainError::InvalidParam(name), false))
+    non_empty(field).ok_or(Failure(DomainError::InvalidParam(name), false))
 }
 
 fn token_answer(issued: &Issued) -> Response<Body> {
@@ -188,14 +186,12 @@ async fn grant<T: TokenStore, R: RecordStore>(
         Some("password") => {
             let username = required(&body.username, "username")?;
             let password = required(&body.password, "password")?;
-            engine
-                .limit_ip(IpLimited::Authorize, req.client_ip())
-                .await?;
+            let ip = req.limit_ip(IpLimited::Authorize).await?;
             engine
                 .password_grant(&client, username, password)
                 .await
                 .inspect_err(|e| {
-                    tracing::info!(username, client = client.app_key, peer = %req.peer.ip(),
+                    tracing::info!(username, client = client.app_key, peer = %ip,
                         request_id = req.request_id, reason = %e, "oauth2 password grant refused");
                 })?
         }

@@ -114,15 +114,15 @@ pub async fn authorize<T: TokenStore, R: RecordStore>(
         signature: text(&body.token),
     };
     let ip = req.client_ip();
-    // The per-IP limit guards password guessing; authorize_nopwd is a trusted backend's.
-    let limited = match with_password {
-        true => req.engine().limit_ip(IpLimited::Authorize, ip).await,
-        false => Ok(()),
-    };
-    let result = match limited {
-        Ok(()) => req.engine().authorize(&login, with_password).await,
-        Err(e) => Err(e),
-    };
+    let result = async {
+        // The per-IP limit guards password guessing; authorize_nopwd is a trusted
+        // backend's.
+        if with_password {
+            req.limit_ip(IpLimited::Authorize).await?;
+        }
+        req.engine().authorize(&login, with_password).await
+    }
+    .await;
     match result {
         Ok(issued) => Ok(req.reply.ok(issued.data(false))),
         Err(e) => {

@@ -129,6 +129,7 @@ async fn a_short_lived_client_gets_short_redis_ttls() {
     assert_eq!(app.post("/api/v1/authorize", &body).await.0, StatusCode::OK);
     let mut conn = redis_conn().await.unwrap();
     let prefix = &app.settings.redis_prefix;
+    let (mut access, mut refresh) = (0, 0);
     for key in redis_keys(&mut conn, prefix).await {
         let ttl: i64 = redis::cmd("TTL")
             .arg(&key)
@@ -137,10 +138,13 @@ async fn a_short_lived_client_gets_short_redis_ttls() {
             .unwrap();
         if key.starts_with(&format!("{prefix}a:")) {
             assert!((85..=90).contains(&ttl), "{key}: {ttl}");
+            access += 1;
         } else if key.starts_with(&format!("{prefix}r:")) {
             assert!((175..=180).contains(&ttl), "{key}: {ttl}");
+            refresh += 1;
         }
     }
+    assert_eq!((access, refresh), (1, 1), "one access and one refresh key");
     app.cleanup().await;
 }
 
