@@ -107,6 +107,16 @@ pub enum DomainError {
 }
 
 impl DomainError {
+    /// Seconds for a `Retry-After` header: rate limits, lockouts, the code resend lock.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            DomainError::RateLimited { retry_after }
+            | DomainError::LockedOut { retry_after }
+            | DomainError::CodeTooSoon { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
     /// A short, fixed name for the failure (a metrics label).
     pub fn reason(&self) -> &'static str {
         match self {

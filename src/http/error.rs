@@ -74,11 +74,7 @@ impl ApiError {
     /// Seconds for a `Retry-After` header: rate limits, lockouts, the code resend lock.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            ApiError::Domain(
-                DomainError::RateLimited { retry_after }
-                | DomainError::LockedOut { retry_after }
-                | DomainError::CodeTooSoon { retry_after },
-            ) => Some(*retry_after),
+            ApiError::Domain(e) => e.retry_after(),
             _ => None,
         }
     }

@@ -68,9 +68,9 @@ fn oauth_error(e: &DomainError, basic: bool) -> Response<Body> {
         tracing::warn!(error = %super::error::chain(e), "oauth request failed");
     }
     let mut r = json_response(status, json!({ "error": code }));
-    if let DomainError::RateLimited { retry_after } | DomainError::LockedOut { retry_after } = e {
+    if let Some(seconds) = e.retry_after() {
         r.headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from(*retry_after));
+            .insert(RETRY_AFTER, HeaderValue::from(seconds));
     }
     if basic && code == "invalid_client" {
         r.headers_mut().insert(

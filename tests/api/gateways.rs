@@ -242,6 +242,27 @@ on_both_stores! {
         assert_eq!((status, v), (StatusCode::PAYLOAD_TOO_LARGE, json!({"error": "invalid_request"})));
     }
 
+    async fn the_password_grant_shares_the_login_lockout(app) {
+        let grant = |password: &'static str| {
+            let app = &app;
+            async move {
+                app.oauth("/oauth2/token", &[("grant_type", "password"), ("username", "alice"), ("password", password)], APP_SECRET)
+                    .await
+            }
+        };
+        for _ in 0..5 {
+            let (status, _, v) = grant("wrong").await;
+            assert_eq!((status, v["error"].clone()), (StatusCode::BAD_REQUEST, json!("invalid_grant")));
+        }
+        // Locked out, even with the right password; authorize says the same.
+        let (status, headers, v) = grant(PASSWORD).await;
+        assert_eq!((status, v), (StatusCode::TOO_MANY_REQUESTS, json!({"error": "access_denied"})));
+        let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=900).contains(&retry), "{retry}");
+        let body = app.authorize_body("alice", PASSWORD, &now_ms().to_string());
+        assert_fails(&app.post("/api/v1/authorize", &body).await, 429, 405);
+    }
+
     async fn logout_revokes_the_pair_or_every_token_of_the_user(app) {
         let (a1, r1) = app.login().await;
         let (a2, r2) = app.login().await;
