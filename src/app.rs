@@ -9,7 +9,8 @@ use crate::delivery::{self, DeliverySettings};
 use crate::domain::password::PasswordError;
 use crate::domain::{Engine, Rules};
 use crate::http::{self, HttpSettings};
-use crate::store::records::sea::SeaRecords;
+use crate::store::records::sea::{MigrateError, SeaRecords};
+use crate::store::records::zone::DbZone;
 use crate::store::tokens::memory::MemoryTokens;
 use crate::store::tokens::redis::RedisTokens;
 use crate::store::tokens::Tokens;
@@ -34,6 +35,8 @@ pub struct Settings {
     pub redis_prefix: String,
     pub redis_timeout: Duration,
     pub database_timeout: Duration,
+    /// The zone the database's DATETIME columns are written in.
+    pub db_zone: DbZone,
     /// Run pending migrations at start.
     pub migrate: bool,
     pub rules: Rules,
@@ -50,6 +53,7 @@ impl Default for Settings {
             redis_prefix: "tc:".into(),
             redis_timeout: Duration::from_millis(1000),
             database_timeout: Duration::from_millis(3000),
+            db_zone: DbZone::Utc,
             migrate: true,
             rules: Rules::default(),
             http: HttpSettings::default(),
@@ -63,7 +67,7 @@ pub enum StartError {
     #[error("cannot open the record store: {0}")]
     Records(#[source] StoreError),
     #[error("cannot run migrations: {0}")]
-    Migrate(#[source] StoreError),
+    Migrate(#[source] MigrateError),
     #[error("cannot open the token store: {0}")]
     Tokens(#[source] StoreError),
     #[error(transparent)]
@@ -78,7 +82,7 @@ pub async fn engine(settings: &Settings) -> Result<AppEngine, StartError> {
         .database_url
         .as_deref()
         .unwrap_or(DEFAULT_DATABASE_URL);
-    let records = SeaRecords::open(url, settings.database_timeout)
+    let records = SeaRecords::open(url, settings.database_timeout, settings.db_zone)
         .await
         .map_err(StartError::Records)?;
     if settings.migrate {

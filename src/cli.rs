@@ -8,11 +8,17 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::app::{self, Settings};
 use crate::delivery::DeliverySettings;
 use crate::domain::admin::ClientSpec;
+use crate::domain::import::{import_legacy_tokens, Progress, TableSummary};
 use crate::domain::limits::Limits;
 use crate::domain::password::Argon2Settings;
 use crate::domain::{DomainError, Rules};
 use crate::http::{HttpSettings, Lang};
 use crate::secret::Secret;
+use crate::store::import::LegacyTable;
+use crate::store::records::sea::SeaRecords;
+use crate::store::records::zone::DbZone;
+use crate::store::tokens::Tokens;
+use crate::store::StoreError;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -70,6 +76,16 @@ pub struct StoreArgs {
         global = true
     )]
     pub database_timeout_ms: u64,
+    /// The time zone of the database's DATETIME columns (client expire_time, reg_time,
+    /// the legacy token tables' expires): UTC, an offset (+08:00) or an IANA name
+    /// (Asia/Shanghai). xxjwxc/oauth2 wrote its server's local time: give that zone.
+    #[arg(
+        long,
+        env = "TOKENCACHE_DB_TIME_ZONE",
+        default_value = "UTC",
+        global = true
+    )]
+    pub db_time_zone: DbZone,
     /// argon2id memory cost in KiB for new password hashes.
     #[arg(
         long,
@@ -102,12 +118,27 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Carry xxjwxc/oauth2's live tokens (oauth2_access_token, oauth2_refresh_token)
+    /// into the token store (Redis), so a cutover logs nobody out. Safe to run again.
+    ImportLegacyTokens(ImportArgs),
     /// Manage clients (apps).
     #[command(subcommand)]
     Client(ClientCommand),
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The database holding the original's token tables, when it is not DATABASE_URL
+    /// (mysql://…; prefer the variable: a URL on the command line shows in `ps`). Only
+    /// read, never written.
+    #[arg(long, env = "TOKENCACHE_LEGACY_DATABASE_URL", hide_env_values = true)]
+    pub from: Option<String>,
+    /// Rows read and written per batch.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub batch_size: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -356,6 +387,7 @@ impl StoreArgs {
             redis_prefix: self.redis_prefix.clone(),
             redis_timeout: Duration::from_millis(self.redis_timeout_ms),
             database_timeout: Duration::from_millis(self.database_timeout_ms),
+            db_zone: self.db_time_zone,
             migrate,
             rules: self.rules(Rules::default().freshness_window),
             http: HttpSettings::default(),
@@ -404,6 +436,15 @@ pub enum CliError {
     },
     #[error("--expires: {0}")]
     Expires(String),
+    #[error(
+        "import-legacy-tokens writes to Redis: set REDIS_URL (the in-process token store \
+         lives inside one server process and cannot be filled from here)"
+    )]
+    ImportNeedsRedis,
+    #[error("cannot open the legacy database: {0}")]
+    LegacySource(#[source] StoreError),
+    #[error("import stopped (run it again to go on where it stopped): {0}")]
+    Import(#[source] StoreError),
 }
 
 /// Runs an administrative command (everything but `serve`).
@@ -412,6 +453,7 @@ pub async fn admin(stores: &StoreArgs, command: Command) -> Result<(), CliError>
     match command {
         Command::Serve(_) => unreachable!("serve is handled by main"),
         Command::Migrate => println!("migrations applied"),
+        Command::ImportLegacyTokens(args) => import_legacy(stores, &engine, &args).await?,
         Command::Client(ClientCommand::Create(a)) => {
             let expires = a
                 .expires
@@ -517,6 +559,96 @@ pub async fn admin(stores: &StoreArgs, command: Command) -> Result<(), CliError>
         }
     }
     Ok(())
+}
+
+/// import-legacy-tokens: reads the source's token tables, writes Redis, prints a summary.
+async fn import_legacy(
+    stores: &StoreArgs,
+    engine: &app::AppEngine,
+    args: &ImportArgs,
+) -> Result<(), CliError> {
+    let Tokens::Redis(redis) = &engine.tokens else {
+        return Err(CliError::ImportNeedsRedis);
+    };
+    let progress = Bar::default();
+    let summary = match &args.from {
+        Some(url) => {
+            let source = SeaRecords::open(
+                url,
+                Duration::from_millis(stores.database_timeout_ms),
+                stores.db_time_zone,
+            )
+            .await
+            .map_err(CliError::LegacySource)?;
+            import_legacy_tokens(&source, redis, args.batch_size, &progress).await
+        }
+        None => import_legacy_tokens(&engine.records, redis, args.batch_size, &progress).await,
+    }
+    .map_err(CliError::Import)?;
+    println!(
+        "source: {} (expires read as {} time)",
+        summary.source, stores.db_time_zone
+    );
+    for (table, t) in [
+        (LegacyTable::Access, &summary.access),
+        (LegacyTable::Refresh, &summary.refresh),
+    ] {
+        println!(
+            "{}: imported {}, already present {}, skipped {} (expired {}, invalid {}); \
+             {} rows read, ids {}..{}",
+            table.name(),
+            t.imported,
+            t.present,
+            t.expired + t.invalid,
+            t.expired,
+            t.invalid,
+            t.read,
+            t.mark_before,
+            t.mark_after
+        );
+    }
+    let rows = summary.access.read + summary.refresh.read;
+    let secs = summary.elapsed.as_secs_f64();
+    println!(
+        "{rows} rows in {secs:.1} s ({:.0} rows/s)",
+        rows as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}
+
+/// A progress bar on stderr, drawn only when stderr is a terminal.
+#[derive(Default)]
+struct Bar(std::sync::Mutex<Option<indicatif::ProgressBar>>);
+
+impl Progress for Bar {
+    fn start(&self, table: LegacyTable, rows: u64) {
+        let bar = indicatif::ProgressBar::new(rows);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{msg:22} [{bar:30}] {pos}/{len} rows ({per_sec}, {eta} left)",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(table.name());
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(bar);
+        }
+    }
+
+    fn advance(&self, rows: u64) {
+        if let Ok(slot) = self.0.lock() {
+            if let Some(bar) = slot.as_ref() {
+                bar.inc(rows);
+            }
+        }
+    }
+
+    fn finish(&self, _table: LegacyTable, _summary: &TableSummary) {
+        if let Ok(mut slot) = self.0.lock() {
+            if let Some(bar) = slot.take() {
+                bar.finish();
+            }
+        }
+    }
 }
 
 /// The in-process token store lives inside the server: a CLI process cannot reach it.

@@ -55,7 +55,8 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tokencache: {e}");
+            // Each cause once, whether or not a layer prints its source itself.
+            eprintln!("tokencache: {}", tokencache::http::error::chain(&e));
             std::process::ExitCode::FAILURE
         }
     }

@@ -3,6 +3,11 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_tables;
+mod m20261130_000001_adopt_xxjwxc_oauth2;
+
+/// The check that `tokencache migrate` runs before anything touches the database: what
+/// adopting an xxjwxc/oauth2 database would change, or why it cannot be adopted.
+pub use m20261130_000001_adopt_xxjwxc_oauth2::plan as adoption_plan;
 
 /// The ordered list of every migration; `tokencache migrate` runs the pending ones.
 pub struct Migrator;
@@ -10,6 +15,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261122_000001_create_tables::Migration)]
+        vec![
+            Box::new(m20261122_000001_create_tables::Migration),
+            Box::new(m20261130_000001_adopt_xxjwxc_oauth2::Migration),
+        ]
     }
 }

@@ -14,6 +14,7 @@ pub mod sign;
 pub mod token;
 
 pub mod delivery;
+pub mod import;
 pub mod limits;
 pub mod profile;
 pub mod register;

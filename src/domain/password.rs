@@ -95,8 +95,12 @@ impl Passwords {
 
     fn verify_now(&self, stored: &Secret, given: &str) -> Verdict {
         let Ok(parsed) = PasswordHash::new(stored.expose()) else {
-            // Not a PHC string: a legacy plain value.
-            return if stored.ct_eq(given) {
+            // Not a PHC string: a legacy plain value, as the client sent it at sign-up
+            // (often an MD5 hex the client computed). xxjwxc/oauth2 compared it in SQL
+            // under a case-insensitive collation, so `E10ADC…` matched `e10adc…`: ASCII
+            // case is ignored here too, or such users could not log in after the move.
+            let folded = Secret::new(stored.expose().to_ascii_lowercase());
+            return if folded.ct_eq(&given.to_ascii_lowercase()) {
                 Verdict::MatchRehash
             } else {
                 Verdict::Mismatch
@@ -195,6 +199,14 @@ mod tests {
         let legacy = Secret::new("plain-pw");
         assert_eq!(
             p.verify(Some(&legacy), "plain-pw").await.unwrap(),
+            Verdict::MatchRehash
+        );
+        // The original compared under a case-insensitive collation (MD5 hex either case).
+        let md5 = Secret::new("E10ADC3949BA59ABBE56E057F20F883E");
+        assert_eq!(
+            p.verify(Some(&md5), "e10adc3949ba59abbe56e057f20f883e")
+                .await
+                .unwrap(),
             Verdict::MatchRehash
         );
         assert_eq!(

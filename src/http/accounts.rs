@@ -142,10 +142,15 @@ pub async fn get_userinfo<T: TokenStore, R: RecordStore>(req: &Request<'_, T, R>
             nickname: &profile.nickname,
             headurl: &profile.headurl,
         },
-        reg_time: profile
-            .reg_time
-            .and_utc()
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        // A legacy row without a registration time: Go's zero time, what the original
+        // answered for it.
+        reg_time: profile.reg_time.map_or_else(
+            || "0001-01-01T00:00:00Z".to_owned(),
+            |t| {
+                t.and_utc()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            },
+        ),
         reg_ip: &profile.reg_ip,
         bundle_id: &profile.bundle_id,
     }))

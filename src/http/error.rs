@@ -80,14 +80,72 @@ impl ApiError {
     }
 }
 
-/// The error and its sources, one line, for the log.
+/// The error and its sources, one line, for the log: each cause once. Many errors
+/// (ours, sea-orm's, sqlx's) already print their source in their own text; a source
+/// whose text is already in the line is not added again.
 pub fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
+        let cause = s.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chain;
+
+    /// An error whose text may repeat its source's, as sea-orm's and ours do.
+    #[derive(Debug)]
+    struct Layer {
+        text: String,
+        source: Option<Box<Layer>>,
+    }
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&self.text)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.source
+                .as_deref()
+                .map(|s| s as &(dyn std::error::Error + 'static))
+        }
+    }
+
+    fn layer(text: &str, source: Option<Layer>) -> Layer {
+        Layer {
+            text: text.into(),
+            source: source.map(Box::new),
+        }
+    }
+
+    #[test]
+    fn each_cause_appears_once_in_the_chain() {
+        let root = "Unknown column 'allow_nopwd' in 'field list'";
+        let sqlx = layer(
+            &format!("error returned from database: {root}"),
+            Some(layer(root, None)),
+        );
+        let db = layer(&format!("Query Error: {sqlx}"), Some(sqlx));
+        let store = layer(&format!("sql unavailable: {db}"), Some(db));
+        let line = chain(&store);
+        assert_eq!(line.matches(root).count(), 1, "{line}");
+        assert_eq!(
+            line,
+            format!("sql unavailable: Query Error: error returned from database: {root}")
+        );
+        // Causes that are not in the text are still added.
+        let quiet = layer("request failed", Some(layer("timed out", None)));
+        assert_eq!(chain(&quiet), "request failed: timed out");
+    }
 }

@@ -1,6 +1,7 @@
 //! The two stores behind the domain: `TokenStore` (Redis, or in-process) for tokens and
 //! short-lived counters, `RecordStore` (sea-orm: MySQL/MariaDB or SQLite) for clients and
 //! users. The domain is generic over both traits and never sees redis or sea-orm types.
+pub mod import;
 pub mod records;
 pub mod tokens;
 
@@ -364,8 +365,8 @@ pub struct Profile {
     pub app_key: String,
     pub nickname: String,
     pub headurl: String,
-    /// UTC.
-    pub reg_time: NaiveDateTime,
+    /// UTC; `None` for a legacy row without one.
+    pub reg_time: Option<NaiveDateTime>,
     pub reg_ip: String,
     pub bundle_id: String,
 }

@@ -1,3 +1,5 @@
 //! Record store implementations: sea-orm over MySQL/MariaDB or SQLite.
 mod entities;
+mod legacy;
 pub mod sea;
+pub mod zone;

@@ -10,6 +10,7 @@ use sea_orm::{
 };
 
 use super::entities::{client, user_account, user_info};
+use super::zone::DbZone;
 use crate::secret::Secret;
 use crate::store::{Client, NewClient, NewUser, Profile, RecordStore, StoreError, User};
 use crate::telemetry::StoreOp;
@@ -21,12 +22,15 @@ pub struct SeaRecords {
     /// Upper bound on one operation, pool wait included: no request hangs on the database.
     timeout: Duration,
     backend: &'static str,
+    /// The zone the DATETIME columns are written in (UTC unless adopted from a server
+    /// that wrote local times).
+    zone: DbZone,
 }
 
 impl SeaRecords {
     /// Opens a pool on `url` (`mysql://…` or `sqlite://…`). Connections are made on
     /// demand, so the server starts even while the database is down.
-    pub async fn open(url: &str, timeout: Duration) -> Result<Self, StoreError> {
+    pub async fn open(url: &str, timeout: Duration, zone: DbZone) -> Result<Self, StoreError> {
         let backend = if url.starts_with("sqlite:") {
             "sqlite"
         } else {
@@ -45,17 +49,49 @@ impl SeaRecords {
             db,
             timeout,
             backend,
+            zone,
         })
     }
 
-    /// Applies every pending migration.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
+    /// Applies every pending migration. An xxjwxc/oauth2 database is checked first, so
+    /// one that cannot be adopted is refused before anything (even the migrations table)
+    /// is written.
+    pub async fn migrate(&self) -> Result<(), MigrateError> {
+        match migration::adoption_plan(&self.db).await {
+            Err(DbErr::Migration(why)) => return Err(MigrateError::Refused(why)),
+            Err(e) => return Err(MigrateError::Store(db_error(e))),
+            Ok(_) => {}
+        }
         migration::Migrator::up(&self.db, None)
             .await
-            .map_err(db_error)
+            .map_err(|e| match e {
+                DbErr::Migration(why) => MigrateError::Refused(why),
+                e => MigrateError::Store(db_error(e)),
+            })
     }
 
-    async fn bounded<T>(
+    /// The connection, for the legacy token import (`legacy.rs`).
+    pub(crate) fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub(crate) fn zone(&self) -> DbZone {
+        self.zone
+    }
+
+    fn client_from(&self, m: client::Model) -> Client {
+        Client {
+            app_key: m.app_key,
+            app_secret: Secret::new(m.app_secret),
+            expire_time: m.expire_time.map(|t| self.zone.to_utc(t)),
+            strict_verify: m.strict_verify,
+            token_expire_time: m.token_expire_time,
+            allow_nopwd: m.allow_nopwd,
+            disabled: m.disabled,
+        }
+    }
+
+    pub(super) async fn bounded<T>(
         &self,
         operation: &'static str,
         op: impl std::future::Future<Output = Result<T, DbErr>>,
@@ -104,18 +140,14 @@ fn db_error(e: DbErr) -> StoreError {
     }
 }
 
-impl From<client::Model> for Client {
-    fn from(m: client::Model) -> Self {
-        Client {
-            app_key: m.app_key,
-            app_secret: Secret::new(m.app_secret),
-            expire_time: m.expire_time,
-            strict_verify: m.strict_verify,
-            token_expire_time: m.token_expire_time,
-            allow_nopwd: m.allow_nopwd,
-            disabled: m.disabled,
-        }
-    }
+/// Why migrations did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    /// An existing database that cannot be adopted; nothing was changed.
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Store(StoreError),
 }
 
 impl From<user_account::Model> for User {
@@ -125,7 +157,7 @@ impl From<user_account::Model> for User {
             account: m.account,
             password: Secret::new(m.password),
             account_type: m.account_type,
-            app_key: m.app_key,
+            app_key: m.app_key.unwrap_or_default(),
             disabled: m.disabled,
         }
     }
@@ -162,7 +194,7 @@ impl RecordStore for SeaRecords {
                     .one(&self.db),
             )
             .await?;
-        Ok(found.map(Client::from))
+        Ok(found.map(|m| self.client_from(m)))
     }
 
     async fn clients(&self) -> Result<Vec<Client>, StoreError> {
@@ -174,14 +206,14 @@ impl RecordStore for SeaRecords {
                     .all(&self.db),
             )
             .await?;
-        Ok(all.into_iter().map(Client::from).collect())
+        Ok(all.into_iter().map(|m| self.client_from(m)).collect())
     }
 
     async fn create_client(&self, c: &NewClient) -> Result<(), StoreError> {
         let row = client::ActiveModel {
             app_key: Set(c.app_key.clone()),
             app_secret: Set(c.app_secret.expose().to_owned()),
-            expire_time: Set(c.expire_time),
+            expire_time: Set(c.expire_time.map(|t| self.zone.from_utc(t))),
             strict_verify: Set(c.strict_verify),
             token_expire_time: Set(c.token_expire_time),
             allow_nopwd: Set(c.allow_nopwd),
@@ -224,11 +256,12 @@ impl RecordStore for SeaRecords {
 
     async fn create_user(&self, u: &NewUser) -> Result<(), StoreError> {
         let u = u.clone();
+        let reg_time = self.zone.from_utc(chrono::Utc::now().naive_utc());
         let create = self.db.transaction::<_, (), DbErr>(move |txn| {
             Box::pin(async move {
                 let info = user_info::ActiveModel {
                     nickname: Set(u.account.clone()),
-                    headurl: Set(String::new()),
+                    headurl: Set(Some(String::new())),
                     ..Default::default()
                 }
                 .insert(txn)
@@ -237,11 +270,11 @@ impl RecordStore for SeaRecords {
                     account: Set(u.account),
                     password: Set(u.password_hash.expose().to_owned()),
                     account_type: Set(u.account_type),
-                    app_key: Set(u.app_key),
+                    app_key: Set(Some(u.app_key)),
                     user_info_id: Set(Some(info.id)),
-                    reg_time: Set(chrono::Utc::now().naive_utc()),
-                    reg_ip: Set(u.reg_ip),
-                    bundle_id: Set(u.bundle_id),
+                    reg_time: Set(Some(reg_time)),
+                    reg_ip: Set(Some(u.reg_ip)),
+                    bundle_id: Set(Some(u.bundle_id)),
                     disabled: Set(false),
                     ..Default::default()
                 }
@@ -302,16 +335,18 @@ impl RecordStore for SeaRecords {
             .await?;
         // No user_info_tbl row: an empty profile.
         Ok(found.map(|(user, info)| {
-            let (nickname, headurl) = info.map(|i| (i.nickname, i.headurl)).unwrap_or_default();
+            let (nickname, headurl) = info
+                .map(|i| (i.nickname, i.headurl.unwrap_or_default()))
+                .unwrap_or_default();
             Profile {
                 account: user.account,
                 account_type: user.account_type,
-                app_key: user.app_key,
+                app_key: user.app_key.unwrap_or_default(),
                 nickname,
                 headurl,
-                reg_time: user.reg_time,
-                reg_ip: user.reg_ip,
-                bundle_id: user.bundle_id,
+                reg_time: user.reg_time.map(|t| self.zone.to_utc(t)),
+                reg_ip: user.reg_ip.unwrap_or_default(),
+                bundle_id: user.bundle_id.unwrap_or_default(),
             }
         }))
     }
@@ -335,7 +370,7 @@ impl RecordStore for SeaRecords {
                     Some(info) => {
                         user_info::Entity::update_many()
                             .col_expr(user_info::Column::Nickname, Expr::value(nickname))
-                            .col_expr(user_info::Column::Headurl, Expr::value(headurl))
+                            .col_expr(user_info::Column::Headurl, Expr::value(Some(headurl)))
                             .filter(user_info::Column::Id.eq(info.id))
                             .exec(txn)
                             .await?;
@@ -343,7 +378,7 @@ impl RecordStore for SeaRecords {
                     None => {
                         let info = user_info::ActiveModel {
                             nickname: Set(nickname),
-                            headurl: Set(headurl),
+                            headurl: Set(Some(headurl)),
                             ..Default::default()
                         }
                         .insert(txn)

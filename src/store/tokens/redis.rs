@@ -12,6 +12,7 @@
 //! | `P n:<name>` | string (integer) | its window, from the first hit | a counter: failed logins, requests per IP, wrong codes |
 //! | `P l:<name>` | string | the lock's duration | a lock: the resend lock of verification codes |
 //! | `P v:<name>` | string | the code's lifetime | a verification code |
+//! | `P m:<source>:<table>` | string (integer) | none | the last row id `import-legacy-tokens` carried over from a legacy token table |
 //!
 //! Every command touches one key, and the multi-command writes are plain (non-atomic)
 //! pipelines, so the layout works unchanged on Redis Cluster. The one atomic step that
@@ -29,6 +30,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, RedisError};
 
+use super::super::import::{ImportedToken, LegacyTable, TokenImport};
 use super::super::{
     AccessRecord, Counter, FamilyId, IssuedPair, RefreshState, StoreError, TokenHash, TokenStore,
 };
@@ -256,10 +258,13 @@ enum Member {
 
 impl Member {
     fn of(pair: &IssuedPair) -> Vec<u8> {
-        let (tag, hash) = match &pair.refresh {
-            Some((hash, _)) => (b'r', hash),
-            None => (b'a', &pair.access_hash),
-        };
+        match &pair.refresh {
+            Some((hash, _)) => Self::bytes(b'r', hash),
+            None => Self::bytes(b'a', &pair.access_hash),
+        }
+    }
+
+    fn bytes(tag: u8, hash: &TokenHash) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(17);
         bytes.push(tag);
         bytes.extend_from_slice(&hash.0);
@@ -468,6 +473,90 @@ impl TokenStore for RedisTokens {
             .bounded("take_code", conn.del(self.key("v:", name)))
             .await?;
         Ok(removed == 1)
+    }
+}
+
+impl TokenImport for RedisTokens {
+    /// One pipeline a batch. Each token as `issue` writes one (index entry first, then
+    /// the key), but with `SET NX`: a key already there, perhaps a refresh token used
+    /// since an interrupted run, is left as it is and counted as present.
+    async fn import_tokens(&self, tokens: &[ImportedToken]) -> Result<Vec<bool>, StoreError> {
+        let now = unix_now();
+        let mut pipe = redis::pipe();
+        for token in tokens {
+            let (username, member, key, value, expires) = match token {
+                ImportedToken::Access { hash, record } => (
+                    &record.username,
+                    Member::bytes(b'a', hash),
+                    self.key("a:", &hash.encode()),
+                    value::encode_access(record),
+                    record.expires,
+                ),
+                ImportedToken::Refresh { hash, record } => (
+                    &record.grant.username,
+                    Member::bytes(b'r', hash),
+                    self.key("r:", &hash.encode()),
+                    value::encode_refresh(record),
+                    record.grant.expires,
+                ),
+            };
+            let ttl = (expires - now).max(1);
+            let index = self.key("u:", username);
+            pipe.zadd(&index, member, expires)
+                .ignore()
+                .cmd("EXPIRE")
+                .arg(&index)
+                .arg(ttl)
+                .arg("NX")
+                .ignore()
+                .cmd("EXPIRE")
+                .arg(&index)
+                .arg(ttl)
+                .arg("GT")
+                .ignore()
+                .cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("NX")
+                .arg("EX")
+                .arg(ttl);
+        }
+        if tokens.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let set: Vec<Option<String>> = self
+            .bounded("import_tokens", pipe.query_async(&mut conn))
+            .await?;
+        Ok(set.into_iter().map(|s| s.is_some()).collect())
+    }
+
+    async fn import_mark(&self, source: &str, table: LegacyTable) -> Result<i64, StoreError> {
+        let mut conn = self.conn.clone();
+        let mark: Option<i64> = self
+            .bounded("import_mark", conn.get(self.import_key(source, table)))
+            .await?;
+        Ok(mark.unwrap_or(0))
+    }
+
+    async fn set_import_mark(
+        &self,
+        source: &str,
+        table: LegacyTable,
+        id: i64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        self.bounded(
+            "import_mark",
+            conn.set::<_, _, ()>(self.import_key(source, table), id),
+        )
+        .await
+    }
+}
+
+impl RedisTokens {
+    fn import_key(&self, source: &str, table: LegacyTable) -> String {
+        self.key("m:", &format!("{source}:{}", table.name()))
     }
 }
 

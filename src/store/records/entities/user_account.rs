@@ -10,11 +10,12 @@ pub struct Model {
     pub account: String,
     pub password: String,
     pub account_type: i32,
-    pub app_key: String,
+    // NULL-able in an adopted xxjwxc/oauth2 table; never NULL in tokencache's own.
+    pub app_key: Option<String>,
     pub user_info_id: Option<i32>,
-    pub reg_time: DateTime,
-    pub reg_ip: String,
-    pub bundle_id: String,
+    pub reg_time: Option<DateTime>,
+    pub reg_ip: Option<String>,
+    pub bundle_id: Option<String>,
     pub disabled: bool,
 }
 

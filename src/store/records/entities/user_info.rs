@@ -7,7 +7,8 @@ pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i32,
     pub nickname: String,
-    pub headurl: String,
+    // NULL-able in an adopted xxjwxc/oauth2 table.
+    pub headurl: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
