@@ -1,8 +1,8 @@
 //! import-legacy-tokens: carries xxjwxc/oauth2's live tokens over, so that a cutover logs
 //! nobody out. Every row of its two token tables whose `expires` is still ahead becomes
 //! a token of tokencache's own (hashed key, the user's index, TTL = the time it has
-//! left); the rest are counted and skipped. Batches by id, with a resume mark kept in the
-//! token store after each one: an interrupted run goes on where it stopped, and a run
+//! left); the rest are counted and skipped. Batches by id, each written with a resume
+//! mark in the token store: an interrupted run goes on where it stopped, and a run
 //! after a complete one reads only the rows added since (so a token revoked after its
 //! import is never brought back). The old rows are never changed.
 use std::collections::HashMap;
@@ -113,16 +113,15 @@ async fn import_table<S: LegacySource, T: TokenImport>(
                 Converted::Invalid => summary.invalid += 1,
             }
         }
-        for stored in tokens.import_tokens(&batch).await? {
+        // The batch and its mark in one exchange: an interruption repeats at most the
+        // batch it cut, whose tokens SET NX then finds present.
+        for stored in tokens.import_batch(name, table, last, &batch).await? {
             if stored {
                 summary.imported += 1;
             } else {
                 summary.present += 1;
             }
         }
-        // Only once the batch is written: an interruption before this line repeats the
-        // batch, and SET NX makes the repeat harmless.
-        tokens.set_import_mark(name, table, last).await?;
         mark = last;
         summary.read += rows.len() as u64;
         summary.mark_after = mark;

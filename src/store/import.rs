@@ -84,10 +84,15 @@ pub enum ImportedToken {
 /// A token store that can take imported tokens.
 pub trait TokenImport: Send + Sync {
     /// Stores each token unless its key exists (`SET NX`), with its index entry and a
-    /// TTL of the time it has left; `true` for each one stored now, `false` for each
-    /// one already there.
-    fn import_tokens(
+    /// TTL of the time it has left, and then the resume mark: every row of `table` of
+    /// `source` up to `last_id` is done. One exchange, so a batch and its mark are
+    /// written together. `true` for each token stored now, `false` for each one that
+    /// was there already.
+    fn import_batch(
         &self,
+        source: &str,
+        table: LegacyTable,
+        last_id: i64,
         tokens: &[ImportedToken],
     ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
 
@@ -97,12 +102,4 @@ pub trait TokenImport: Send + Sync {
         source: &str,
         table: LegacyTable,
     ) -> impl Future<Output = Result<i64, StoreError>> + Send;
-
-    /// Records that every row of `table` of `source` up to `id` has been imported.
-    fn set_import_mark(
-        &self,
-        source: &str,
-        table: LegacyTable,
-        id: i64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

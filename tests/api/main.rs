@@ -9,6 +9,7 @@ mod check_and_refresh;
 mod cli;
 mod faults;
 mod gateways;
+mod legacy;
 mod limits;
 mod ops;
 mod profile;

@@ -477,10 +477,18 @@ impl TokenStore for RedisTokens {
 }
 
 impl TokenImport for RedisTokens {
-    /// One pipeline a batch. Each token as `issue` writes one (index entry first, then
-    /// the key), but with `SET NX`: a key already there, perhaps a refresh token used
-    /// since an interrupted run, is left as it is and counted as present.
-    async fn import_tokens(&self, tokens: &[ImportedToken]) -> Result<Vec<bool>, StoreError> {
+    /// One pipeline a batch: each token as `issue` writes one (index entry first, then
+    /// the key) but with `SET NX`, so a key already there (a refresh token used since an
+    /// interrupted run, say) is left as it is and counted as present; the resume mark
+    /// last. Redis runs a pipeline's commands in order: a batch whose mark is written was
+    /// written whole.
+    async fn import_batch(
+        &self,
+        source: &str,
+        table: LegacyTable,
+        last_id: i64,
+        tokens: &[ImportedToken],
+    ) -> Result<Vec<bool>, StoreError> {
         let now = unix_now();
         let mut pipe = redis::pipe();
         for token in tokens {
@@ -521,12 +529,10 @@ impl TokenImport for RedisTokens {
                 .arg("EX")
                 .arg(ttl);
         }
-        if tokens.is_empty() {
-            return Ok(Vec::new());
-        }
+        pipe.set(self.import_key(source, table), last_id).ignore();
         let mut conn = self.conn.clone();
         let set: Vec<Option<String>> = self
-            .bounded("import_tokens", pipe.query_async(&mut conn))
+            .bounded("import_batch", pipe.query_async(&mut conn))
             .await?;
         Ok(set.into_iter().map(|s| s.is_some()).collect())
     }
@@ -537,20 +543,6 @@ impl TokenImport for RedisTokens {
             .bounded("import_mark", conn.get(self.import_key(source, table)))
             .await?;
         Ok(mark.unwrap_or(0))
-    }
-
-    async fn set_import_mark(
-        &self,
-        source: &str,
-        table: LegacyTable,
-        id: i64,
-    ) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        self.bounded(
-            "import_mark",
-            conn.set::<_, _, ()>(self.import_key(source, table), id),
-        )
-        .await
     }
 }
 
