@@ -137,7 +137,7 @@ pub struct ImportArgs {
     #[arg(long, env = "TOKENCACHE_LEGACY_DATABASE_URL", hide_env_values = true)]
     pub from: Option<String>,
     /// Rows read and written per batch.
-    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub batch_size: u64,
 }
 

@@ -98,11 +98,8 @@ async fn import_table<S: LegacySource, T: TokenImport>(
     let mut mark = tokens.import_mark(name, table).await?;
     summary.mark_before = mark;
     progress.start(table, source.legacy_count(table, mark).await?);
-    loop {
-        let rows = source.legacy_rows(table, mark, batch_size).await?;
-        let Some(last) = rows.last().map(|r| r.id) else {
-            break;
-        };
+    let mut rows = source.legacy_rows(table, mark, batch_size).await?;
+    while let Some(last) = rows.last().map(|r| r.id) {
         // One clock reading a batch: a row is live when it still is at this instant.
         let now = crate::store::tokens::unix_now();
         let mut batch = Vec::with_capacity(rows.len());
@@ -113,9 +110,14 @@ async fn import_table<S: LegacySource, T: TokenImport>(
                 Converted::Invalid => summary.invalid += 1,
             }
         }
-        // The batch and its mark in one exchange: an interruption repeats at most the
-        // batch it cut, whose tokens SET NX then finds present.
-        for stored in tokens.import_batch(name, table, last, &batch).await? {
+        // The batch and its mark in one exchange (an interruption repeats at most the
+        // batch it cut, whose tokens SET NX then finds present), while the next batch
+        // is read: the database and Redis work at the same time.
+        let (stored, next) = tokio::join!(
+            tokens.import_batch(name, table, last, &batch),
+            source.legacy_rows(table, last, batch_size)
+        );
+        for stored in stored? {
             if stored {
                 summary.imported += 1;
             } else {
@@ -126,6 +128,7 @@ async fn import_table<S: LegacySource, T: TokenImport>(
         summary.read += rows.len() as u64;
         summary.mark_after = mark;
         progress.advance(rows.len() as u64);
+        rows = next?;
     }
     summary.mark_after = mark;
     Ok(())
