@@ -1,11 +1,8 @@
 //! `/metrics` after known traffic: names, labels, bucket bounds. Its own test binary, so
 //! its process-wide recorder sees only this test's traffic.
-// Shared with the api suite; not every helper is used here.
-#[allow(dead_code)]
-#[path = "api/helpers.rs"]
-mod helpers;
+mod common;
 
-use helpers::*;
+use common::*;
 use reqwest::StatusCode;
 
 fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
@@ -17,9 +14,7 @@ fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_describe_known_traffic_with_route_templates_and_fine_buckets() {
-    let Some(app) = TestApp::spawn(Backend::Embedded).await else {
-        return;
-    };
+    let app = TestApp::spawn(Backend::Embedded).await;
     let (access, refresh) = app.login().await;
     for _ in 0..3 {
         assert_eq!(app.check_token(&access).await.0, StatusCode::OK);

@@ -3,10 +3,7 @@
 //! forward-auth route: a live token passes with its identity, a dead or missing one gets
 //! 401, and a token store that is down gives the documented 503 page (never a pass, never
 //! a login redirect). Its own test binary: it needs the `nginx` program.
-// Shared with the api suite; not every helper is used here.
-#[allow(dead_code)]
-#[path = "api/helpers.rs"]
-mod helpers;
+mod common;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use helpers::*;
+use common::*;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -157,15 +154,14 @@ struct Nginx {
 }
 
 impl Nginx {
-    /// `None` when nginx is not installed (the test skips, or fails under CI=true).
-    async fn start(tokencache: &str, upstream: SocketAddr) -> Option<Nginx> {
-        let Some(program) = nginx_program() else {
-            service_missing(
+    /// Fails the test, saying what to install, when nginx is not installed.
+    async fn start(tokencache: &str, upstream: SocketAddr) -> Nginx {
+        let program = nginx_program().unwrap_or_else(|| {
+            missing(
                 "the nginx program",
                 &"not on the PATH nor in /usr/sbin (apt-get install nginx-light)",
-            );
-            return None;
-        };
+            )
+        });
         let port = free_port();
         let dir = std::env::temp_dir().join(unique("tc_nginx"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -250,7 +246,7 @@ impl Nginx {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return Some(nginx);
+                return nginx;
             }
             if let Ok(Some(status)) = nginx.child.try_wait() {
                 panic!("nginx exited ({status}) before listening:\n{}", nginx.log());
@@ -339,16 +335,12 @@ fn the_gateway_doc_shows_the_tested_nginx_configuration_whole() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the nginx program: cargo test -- --include-ignored"]
 async fn nginx_passes_live_tokens_with_their_identity_and_refuses_dead_or_missing_ones() {
-    let Some(app) = TestApp::spawn(Backend::Embedded).await else {
-        return;
-    };
+    let app = TestApp::spawn(Backend::Embedded).await;
     let upstream = Upstream::start().await;
     let tokencache = app.base.trim_start_matches("http://").to_owned();
-    let Some(nginx) = Nginx::start(&tokencache, upstream.addr).await else {
-        app.cleanup().await;
-        return;
-    };
+    let nginx = Nginx::start(&tokencache, upstream.addr).await;
     let http = client();
     let (access, _) = app.login().await;
 
@@ -476,16 +468,12 @@ async fn nginx_passes_live_tokens_with_their_identity_and_refuses_dead_or_missin
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MariaDB and the nginx and redis-server programs: cargo test -- --include-ignored"]
 async fn nginx_serves_the_503_page_while_the_token_store_is_down_and_recovers_after() {
-    let Some((app, redis, port)) = TestApp::spawn_on_own_redis().await else {
-        return;
-    };
+    let (app, redis, port) = TestApp::spawn_on_own_redis().await;
     let upstream = Upstream::start().await;
     let tokencache = app.base.trim_start_matches("http://").to_owned();
-    let Some(nginx) = Nginx::start(&tokencache, upstream.addr).await else {
-        app.cleanup().await;
-        return;
-    };
+    let nginx = Nginx::start(&tokencache, upstream.addr).await;
     let http = client();
     let (access, _) = app.login().await;
     let through_nginx = |token: String| {
@@ -533,7 +521,7 @@ async fn nginx_serves_the_503_page_while_the_token_store_is_down_and_recovers_af
 
     // Redis back on the same port (empty: the old token is gone): the check recovers by
     // itself, and a new login passes again.
-    let _redis = OwnRedis::start(port).await.unwrap();
+    let _redis = OwnRedis::start(port).await;
     let deadline = tokio::time::Instant::now() + WAIT;
     let response = loop {
         let response = through_nginx(access.clone()).await;

@@ -2,8 +2,9 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::*;
+use crate::common::*;
 use crate::on_both_stores;
+use crate::on_each_backend;
 
 on_both_stores! {
     async fn check_token_refuses_a_missing_token_with_1001_and_an_unknown_one_with_102(app) {
@@ -102,13 +103,10 @@ on_both_stores! {
     }
 }
 
-/// A token dies with its TTL: a client with a 1-second lifetime.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_access_token_dies_when_its_lifetime_is_over_on_both_stores() {
-    for backend in [Backend::Real, Backend::Embedded] {
-        let Some(app) = TestApp::spawn(backend).await else {
-            continue;
-        };
+// A token dies with its TTL: a client with a 1-second lifetime.
+on_each_backend! {
+    async fn an_access_token_dies_when_its_lifetime_is_over(backend) {
+        let app = TestApp::spawn(backend).await;
         app.create_client("short", "short-secret", 1, false, None)
             .await;
         let t = now_ms().to_string();

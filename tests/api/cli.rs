@@ -4,7 +4,7 @@ use std::process::Output;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::*;
+use crate::common::*;
 
 fn run(database_url: &str, args: &[&str]) -> Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_tokencache"))
@@ -29,10 +29,9 @@ fn ok(out: &Output) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MariaDB and Redis: cargo test -- --include-ignored"]
 async fn clients_and_users_made_with_the_cli_can_log_in() {
-    let Some((settings, db, sqlite)) = TestApp::fresh_settings(Backend::Real).await else {
-        return;
-    };
+    let (settings, db, sqlite) = TestApp::fresh_settings(Backend::Real).await;
     let url = settings.database_url.clone().unwrap();
     ok(&run(&url, &["migrate"]));
     let created: Value = serde_json::from_str(&ok(&run(
@@ -142,10 +141,9 @@ fn help_documents_every_setting_with_its_environment_variable() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MariaDB and Redis: cargo test -- --include-ignored"]
 async fn user_logout_from_the_cli_revokes_every_token_at_once() {
-    let Some(app) = TestApp::spawn(Backend::Real).await else {
-        return;
-    };
+    let app = TestApp::spawn(Backend::Real).await;
     let (a1, r1) = app.login().await;
     let (a2, _) = app.login().await;
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tokencache"))

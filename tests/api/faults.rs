@@ -8,13 +8,12 @@ use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
-use crate::helpers::*;
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MariaDB and the redis-server program: cargo test -- --include-ignored"]
 async fn check_token_answers_503_when_redis_is_down_and_recovers_when_it_is_back() {
-    let Some((app, redis, port)) = TestApp::spawn_on_own_redis().await else {
-        return;
-    };
+    let (app, redis, port) = TestApp::spawn_on_own_redis().await;
     let (access, refresh) = app.login().await;
     assert_eq!(app.check_token(&access).await.0, StatusCode::OK);
 
@@ -38,7 +37,7 @@ async fn check_token_answers_503_when_redis_is_down_and_recovers_when_it_is_back
     assert_fails(&app.authorize("alice", PASSWORD).await, 503, 1);
 
     // Back on the same port (empty: nothing persisted), the server recovers by itself.
-    let _redis = OwnRedis::start(port).await.unwrap();
+    let _redis = OwnRedis::start(port).await;
     let mut answered = None;
     for _ in 0..50 {
         let got = app.check_token(&access).await;
@@ -87,10 +86,9 @@ impl CuttableProxy {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MariaDB and Redis: cargo test -- --include-ignored"]
 async fn check_token_and_refresh_keep_working_while_mysql_is_down() {
-    let Some((mut settings, db, _)) = TestApp::fresh_settings(Backend::Real).await else {
-        return;
-    };
+    let (mut settings, db, _) = TestApp::fresh_settings(Backend::Real).await;
     let mut proxy = CuttableProxy::to("127.0.0.1:3306").await;
     let db_name = db.clone().unwrap();
     settings.database_url = Some(format!("mysql://root@{}/{db_name}", proxy.addr));

@@ -4,7 +4,7 @@ use base64::Engine as _;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::*;
+use crate::common::*;
 use crate::on_both_stores;
 
 impl TestApp {
@@ -288,11 +288,7 @@ on_both_stores! {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forward_auth_lets_gateways_cache_but_never_past_the_token_expiry() {
-    let Some(app) =
-        TestApp::spawn_with(Backend::Embedded, |s| s.http.forward_auth_cache_secs = 60).await
-    else {
-        return;
-    };
+    let app = TestApp::spawn_with(Backend::Embedded, |s| s.http.forward_auth_cache_secs = 60).await;
     let (access, _) = app.login().await;
     let r = app.forward_auth(Some(&access)).await;
     assert_eq!(r.headers()["cache-control"], "max-age=60");
@@ -319,15 +315,14 @@ async fn forward_auth_lets_gateways_cache_but_never_past_the_token_expiry() {
 
 /// The oauth2 crate, as an application would use it, against /oauth2/*.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MariaDB and Redis: cargo test -- --include-ignored"]
 async fn an_off_the_shelf_oauth2_client_library_works_against_the_server() {
     use oauth2::basic::BasicClient;
     use oauth2::{
         ClientId, ClientSecret, IntrospectionUrl, ResourceOwnerPassword, ResourceOwnerUsername,
         RevocationUrl, StandardRevocableToken, TokenIntrospectionResponse, TokenResponse, TokenUrl,
     };
-    let Some(app) = TestApp::spawn(Backend::Real).await else {
-        return;
-    };
+    let app = TestApp::spawn(Backend::Real).await;
     let client = BasicClient::new(ClientId::new(APP_KEY.into()))
         .set_client_secret(ClientSecret::new(APP_SECRET.into()))
         .set_token_uri(TokenUrl::new(format!("{}/oauth2/token", app.base)).unwrap())
@@ -398,9 +393,7 @@ async fn an_off_the_shelf_oauth2_client_library_works_against_the_server() {
 /// A client cannot use (or burn) another client's refresh token at the token endpoint.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_token_endpoint_refuses_another_clients_refresh_token_without_using_it() {
-    let Some(app) = TestApp::spawn(Backend::Embedded).await else {
-        return;
-    };
+    let app = TestApp::spawn(Backend::Embedded).await;
     app.create_client("other", "other-secret", 60, false, None)
         .await;
     let (_, refresh) = app.login().await;

@@ -8,8 +8,7 @@ use reqwest::StatusCode;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
 use serde_json::json;
 
-use crate::helpers::*;
-use crate::webhook::*;
+use crate::common::*;
 
 const SCHEMA: &str = include_str!("../fixtures/xxjwxc_oauth2_schema.sql");
 const ROWS: &str = include_str!("../fixtures/xxjwxc_oauth2_rows.sql");
@@ -32,14 +31,11 @@ struct LegacyDb {
 }
 
 impl LegacyDb {
-    async fn create(rows: bool) -> Option<LegacyDb> {
-        let admin = match Database::connect(format!("{MYSQL_BASE}/test")).await {
-            Ok(db) => db,
-            Err(e) => {
-                service_missing("MariaDB at 127.0.0.1:3306", &e);
-                return None;
-            }
-        };
+    async fn create(rows: bool) -> LegacyDb {
+        require_services();
+        let admin = Database::connect(format!("{MYSQL_BASE}/test"))
+            .await
+            .unwrap_or_else(|e| missing("MariaDB at 127.0.0.1:3306", &e));
         let name = unique("tc_test_legacy");
         admin
             .execute_unprepared(&format!("CREATE DATABASE `{name}`"))
@@ -52,7 +48,7 @@ impl LegacyDb {
         if rows {
             legacy.run_sql(ROWS).await;
         }
-        Some(legacy)
+        legacy
     }
 
     /// Runs a file of statements, each ending with `;` at the end of a line.
@@ -169,13 +165,9 @@ impl LegacyDb {
 }
 
 impl Drop for LegacyDb {
+    /// A failed test must not leave its database behind either.
     fn drop(&mut self) {
-        // A blocking client of its own: Drop cannot await, and a failed test must not
-        // leave its database behind.
-        let _ = std::process::Command::new("mysql")
-            .args(["-h", "127.0.0.1", "-uroot", "-e"])
-            .arg(format!("DROP DATABASE IF EXISTS `{}`", self.name))
-            .output();
+        drop_database(&self.name);
     }
 }
 
@@ -210,9 +202,7 @@ fn stdout_of(out: &Output) -> String {
 
 /// A server on the adopted database, with a Redis prefix of its own.
 async fn serve_on(legacy: &LegacyDb) -> TestApp {
-    let (mut settings, own_db, _) = TestApp::fresh_settings(Backend::Real)
-        .await
-        .expect("services checked already");
+    let (mut settings, own_db, _) = TestApp::fresh_settings(Backend::Real).await;
     settings.database_url = Some(legacy.url.clone());
     // The fresh database made for the settings is not used: drop it now.
     if let Some(own) = own_db {
@@ -224,10 +214,9 @@ async fn serve_on(legacy: &LegacyDb) -> TestApp {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MariaDB and Redis: cargo test -- --include-ignored"]
 async fn migrate_adopts_the_originals_database_in_place_and_a_second_run_changes_nothing() {
-    let Some(legacy) = LegacyDb::create(true).await else {
-        return;
-    };
+    let legacy = LegacyDb::create(true).await;
     let rows_before = legacy.seed_rows().await;
     let operator_before: Vec<String> = legacy
         .snapshot()
@@ -324,10 +313,9 @@ async fn migrate_adopts_the_originals_database_in_place_and_a_second_run_changes
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MariaDB and Redis: cargo test -- --include-ignored"]
 async fn a_fresh_database_gets_tokencaches_own_schema_which_the_adoption_leaves_alone() {
-    let Some((settings, db_name, _)) = TestApp::fresh_settings(Backend::Real).await else {
-        return;
-    };
+    let (settings, db_name, _) = TestApp::fresh_settings(Backend::Real).await;
     let url = settings.database_url.clone().unwrap();
     let db = Database::connect(&url).await.unwrap();
     // Only the first migration: today's fresh schema, on which the adoption plans nothing.
@@ -346,10 +334,9 @@ async fn a_fresh_database_gets_tokencaches_own_schema_which_the_adoption_leaves_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MariaDB and Redis: cargo test -- --include-ignored"]
 async fn migrate_refuses_what_it_cannot_adopt_and_leaves_the_database_exactly_as_it_was() {
-    let Some(legacy) = LegacyDb::create(true).await else {
-        return;
-    };
+    let legacy = LegacyDb::create(true).await;
     legacy
         .exec(
             "INSERT INTO oauth2_client_tbl (app_key, app_secret, expire_time, strict_verify, token_expire_time) \
@@ -399,10 +386,9 @@ async fn migrate_refuses_what_it_cannot_adopt_and_leaves_the_database_exactly_as
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MariaDB and Redis: cargo test -- --include-ignored"]
 async fn every_endpoint_and_the_cli_work_on_an_adopted_database() {
-    let Some(legacy) = LegacyDb::create(true).await else {
-        return;
-    };
+    let legacy = LegacyDb::create(true).await;
     let app = serve_on(&legacy).await;
 
     // The original's users log in with the passwords they always had, under the
@@ -564,10 +550,9 @@ async fn every_endpoint_and_the_cli_work_on_an_adopted_database() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MariaDB and Redis: cargo test -- --include-ignored"]
 async fn the_database_time_zone_is_applied_to_the_originals_local_times() {
-    let Some(legacy) = LegacyDb::create(true).await else {
-        return;
-    };
+    let legacy = LegacyDb::create(true).await;
     // Written by a server in UTC+8: four hours ahead as UTC, four hours ago in +08:00.
     let in_4h_utc = (chrono::Utc::now() + chrono::Duration::hours(4)).naive_utc();
     legacy
@@ -598,7 +583,7 @@ async fn the_database_time_zone_is_applied_to_the_originals_local_times() {
         "{summary}"
     );
 
-    let (mut settings, own_db, _) = TestApp::fresh_settings(Backend::Real).await.unwrap();
+    let (mut settings, own_db, _) = TestApp::fresh_settings(Backend::Real).await;
     legacy
         .exec(&format!("DROP DATABASE IF EXISTS `{}`", own_db.unwrap()))
         .await;
@@ -625,10 +610,9 @@ async fn the_database_time_zone_is_applied_to_the_originals_local_times() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MariaDB and Redis: cargo test -- --include-ignored"]
 async fn import_legacy_tokens_carries_over_exactly_the_tokens_the_original_would_accept() {
-    let Some(legacy) = LegacyDb::create(true).await else {
-        return;
-    };
+    let legacy = LegacyDb::create(true).await;
     // A zero date, which the original treated as expired.
     legacy
         .exec(
@@ -676,7 +660,7 @@ async fn import_legacy_tokens_carries_over_exactly_the_tokens_the_original_would
     assert!(keys.contains(&format!("{prefix}u:18020119796")), "{keys:?}");
     assert!(keys.contains(&format!("{prefix}u:dave")), "{keys:?}");
 
-    let (mut settings, own_db, _) = TestApp::fresh_settings(Backend::Real).await.unwrap();
+    let (mut settings, own_db, _) = TestApp::fresh_settings(Backend::Real).await;
     legacy
         .exec(&format!("DROP DATABASE IF EXISTS `{}`", own_db.unwrap()))
         .await;
@@ -768,10 +752,9 @@ async fn import_legacy_tokens_carries_over_exactly_the_tokens_the_original_would
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MariaDB and Redis: cargo test -- --include-ignored"]
 async fn import_legacy_tokens_needs_redis_and_says_so() {
-    let Some(legacy) = LegacyDb::create(false).await else {
-        return;
-    };
+    let legacy = LegacyDb::create(false).await;
     let out = tokencache(&legacy.url, None, &["import-legacy-tokens"]);
     assert!(!out.status.success());
     assert!(

@@ -1,7 +1,7 @@
 //! Integration tests: the real server in-process on port 0, spoken to over HTTP, on
 //! MariaDB + Redis and on the embedded stores.
-mod helpers;
-mod webhook;
+#[path = "../common/mod.rs"]
+mod common;
 
 mod accounts;
 mod authorize;

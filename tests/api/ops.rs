@@ -2,7 +2,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::*;
+use crate::common::*;
 use crate::on_both_stores;
 
 on_both_stores! {

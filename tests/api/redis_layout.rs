@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::helpers::*;
+use crate::common::*;
 
 fn b64(bytes: &[u8]) -> String {
     use base64::Engine as _;
@@ -12,10 +12,9 @@ fn b64(bytes: &[u8]) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MariaDB and Redis: cargo test -- --include-ignored"]
 async fn redis_keys_carry_the_client_lifetimes_and_never_the_raw_token() {
-    let Some(app) = TestApp::spawn(Backend::Real).await else {
-        return;
-    };
+    let app = TestApp::spawn(Backend::Real).await;
     let (access, refresh) = app.login().await;
     let mut conn = redis_conn().await.unwrap();
     let prefix = &app.settings.redis_prefix;
@@ -115,10 +114,9 @@ async fn redis_keys_carry_the_client_lifetimes_and_never_the_raw_token() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MariaDB and Redis: cargo test -- --include-ignored"]
 async fn a_short_lived_client_gets_short_redis_ttls() {
-    let Some(app) = TestApp::spawn(Backend::Real).await else {
-        return;
-    };
+    let app = TestApp::spawn(Backend::Real).await;
     app.create_client("brief", "brief-secret", 90, false, None)
         .await;
     let t = now_ms().to_string();
@@ -151,14 +149,13 @@ async fn a_short_lived_client_gets_short_redis_ttls() {
 /// Any evicted key breaks a promise (a revoked token left valid, a lockout reset, a
 /// replay allowed): the server says at start when its Redis may evict.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the redis-server program: cargo test -- --include-ignored"]
 async fn the_server_warns_when_redis_may_evict_keys() {
     use tokio::io::{AsyncBufReadExt, BufReader};
 
     let port = free_port();
     let evicting = ["--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"];
-    let Some(_redis) = OwnRedis::start_with(port, &evicting).await else {
-        return;
-    };
+    let _redis = OwnRedis::start_with(port, &evicting).await;
     let url = format!("redis://127.0.0.1:{port}/0");
     let tokens =
         tokencache::store::tokens::redis::RedisTokens::open(&url, "t:", Duration::from_secs(1))

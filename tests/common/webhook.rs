@@ -1,6 +1,5 @@
-//! A code-delivery webhook receiver inside the test process (hyper on port 0), the
-//! account endpoints as `TestApp` helpers, and `accounts_on_both_stores!`, which runs a
-//! scenario with the server delivering codes to that receiver.
+//! A code-delivery webhook receiver inside the test process (hyper on port 0) and the
+//! account endpoints as `TestApp` helpers.
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,7 +18,9 @@ use tokencache::delivery::DeliverySettings;
 use tokencache::domain::admin::ClientSpec;
 use tokencache::secret::Secret;
 
-use crate::helpers::*;
+use super::app::*;
+use super::clients::*;
+use super::services::*;
 
 /// What the receiver answers and what it was sent.
 #[derive(Default)]
@@ -146,15 +147,15 @@ pub fn webhook_settings(hook: &Webhook) -> DeliverySettings {
 pub async fn spawn_with_webhook(
     backend: Backend,
     adjust: impl FnOnce(&mut Settings),
-) -> Option<(TestApp, Webhook)> {
+) -> (TestApp, Webhook) {
     let hook = Webhook::start().await;
     let delivery = webhook_settings(&hook);
     let app = TestApp::spawn_with(backend, |s| {
         s.delivery = delivery;
         adjust(s);
     })
-    .await?;
-    Some((app, hook))
+    .await;
+    (app, hook)
 }
 
 /// The response of a raw POST: status, headers and envelope.
@@ -319,33 +320,4 @@ pub fn assert_done(got: &(StatusCode, Value)) {
     assert_eq!(v["state"], json!(true), "{v}");
     assert_eq!(v["code"], json!(0), "{v}");
     assert!(v.get("data").is_none(), "{v}");
-}
-
-/// Runs each scenario on MariaDB + Redis and on the embedded stores, with codes
-/// delivered to a receiver in the test: `async fn name(app, hook) { … }`.
-#[macro_export]
-macro_rules! accounts_on_both_stores {
-    ($(async fn $name:ident($app:ident, $hook:ident) $body:block)*) => {$(
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            async fn scenario($app: &$crate::helpers::TestApp, $hook: &$crate::webhook::Webhook) $body
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn on_mariadb_and_redis() {
-                if let Some((app, hook)) = $crate::webhook::spawn_with_webhook($crate::helpers::Backend::Real, |_| {}).await {
-                    scenario(&app, &hook).await;
-                    app.cleanup().await;
-                }
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn on_embedded_stores() {
-                if let Some((app, hook)) = $crate::webhook::spawn_with_webhook($crate::helpers::Backend::Embedded, |_| {}).await {
-                    scenario(&app, &hook).await;
-                    app.cleanup().await;
-                }
-            }
-        }
-    )*};
 }

@@ -1,0 +1,135 @@
+//! Speaking to the server as its clients do: one helper per endpoint on `TestApp`,
+//! signatures, times, and the assertion every failure test uses.
+use std::sync::atomic::Ordering;
+
+use md5::{Digest, Md5};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use super::app::{TestApp, APP_KEY, APP_SECRET, PASSWORD};
+
+impl TestApp {
+    /// POSTs a JSON body; returns the status and the parsed envelope.
+    pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {text}"));
+        (status, value)
+    }
+
+    /// POSTs a form body.
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .form(form)
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status();
+        (status, response.json().await.expect("JSON body"))
+    }
+
+    /// A correctly signed authorize body for `username`/`password` at `time`.
+    pub fn authorize_body(&self, username: &str, password: &str, time: &str) -> Value {
+        json!({
+            "appid": APP_KEY,
+            "token_type": "web",
+            "username": username,
+            "password": password,
+            "time": time,
+            "token": sign(&[APP_KEY, username, password, time], APP_SECRET),
+        })
+    }
+
+    pub async fn authorize(&self, username: &str, password: &str) -> (StatusCode, Value) {
+        let body = self.authorize_body(username, password, &now_ms().to_string());
+        self.post("/api/v1/authorize", &body).await
+    }
+
+    /// Logs `alice` in; returns (access token, refresh token).
+    pub async fn login(&self) -> (String, String) {
+        let (status, v) = self.authorize("alice", PASSWORD).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        (
+            v["data"]["access_token"].as_str().unwrap().to_owned(),
+            v["data"]["refresh_token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    pub async fn check_token(&self, token: &str) -> (StatusCode, Value) {
+        self.post("/api/v1/check_token", &json!({ "token": token }))
+            .await
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> (StatusCode, Value) {
+        self.post(
+            "/api/v1/refresh_token",
+            &json!({ "refresh_token": refresh_token }),
+        )
+        .await
+    }
+
+    /// GET /readyz: the status and the parsed answer.
+    pub async fn readyz(&self) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .get(format!("{}/readyz", self.base))
+            .send()
+            .await
+            .expect("request sent");
+        (r.status(), r.json().await.expect("JSON body"))
+    }
+}
+
+pub fn sign(parts: &[&str], secret: &str) -> String {
+    let mut md5 = Md5::new();
+    for p in parts {
+        md5.update(p.as_bytes());
+    }
+    md5.update(secret.as_bytes());
+    hex::encode(md5.finalize())
+}
+
+pub fn now_s() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Milliseconds: unique per login, so two quick logins never look like a replay.
+pub fn now_ms() -> i64 {
+    static LAST: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let now = chrono::Utc::now().timestamp_millis();
+    // Strictly increasing within the process.
+    let prev = LAST.fetch_max(now, Ordering::SeqCst);
+    if prev >= now {
+        LAST.fetch_add(1, Ordering::SeqCst) + 1
+    } else {
+        now
+    }
+}
+/// Asserts the envelope of a failure: HTTP status, `state: false`, the code, no data.
+#[track_caller]
+pub fn assert_fails(got: &(StatusCode, Value), status: u16, code: i64) {
+    let (s, v) = got;
+    assert_eq!(s.as_u16(), status, "HTTP status of {v}");
+    assert_eq!(v["state"], json!(false), "{v}");
+    assert_eq!(v["code"], json!(code), "{v}");
+    assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+    assert!(v.get("data").is_none(), "{v}");
+}
+/// The text of `tokencache serve --help`.
+pub fn serve_help() -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tokencache"))
+        .args(["serve", "--help"])
+        .output()
+        .expect("tokencache runs");
+    String::from_utf8(out.stdout).expect("UTF-8 help")
+}

@@ -1,0 +1,18 @@
+//! What every integration test binary shares: `services` (MariaDB and Redis, found once
+//! per process), `app` (`TestApp`, the server in-process on port 0), `clients` (one
+//! helper per endpoint, signatures, assertions), `webhook` (a code-delivery receiver and
+//! the account endpoints) and `macros` (one scenario on each backend). Not every binary
+//! uses every helper.
+#![allow(dead_code, unused_imports, unused_macros)]
+
+pub mod app;
+pub mod clients;
+#[macro_use]
+pub mod macros;
+pub mod services;
+pub mod webhook;
+
+pub use app::*;
+pub use clients::*;
+pub use services::*;
+pub use webhook::*;

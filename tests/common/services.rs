@@ -1,0 +1,163 @@
+//! The services the integration tests run against, found once per test process: MariaDB
+//! on 127.0.0.1:3306 and Redis on 127.0.0.1:6379 (or a redis-server of a test's own).
+//! Tests that need them are `#[ignore]`d in a plain `cargo test` and run with
+//! `cargo test -- --include-ignored`; there, a missing service fails every such test at
+//! once, naming it, instead of each waiting out a connection timeout.
+use std::net::{SocketAddr, TcpStream as StdTcpStream};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+pub const MYSQL_BASE: &str = "mysql://root@127.0.0.1:3306";
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379/0";
+
+/// How to get the services, in every failure that finds one missing.
+const HOW: &str = "start them (bash .ci/run installs and starts everything), or run \
+                   plain `cargo test` for the embedded suite only";
+
+/// Panics with what is missing and how to get it: a test never passes without its service.
+pub fn missing(what: &str, error: &dyn std::fmt::Display) -> ! {
+    panic!("{what} is unreachable ({error}): {HOW}")
+}
+
+/// Checks once per process, with a short connect timeout, that MariaDB and Redis answer;
+/// every later call answers from that first look.
+pub fn require_services() {
+    static FOUND: OnceLock<Result<(), String>> = OnceLock::new();
+    let found = FOUND.get_or_init(|| {
+        for (what, port) in [("MariaDB", 3306), ("Redis", 6379)] {
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            if let Err(e) = StdTcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+                return Err(format!("{what} at {addr} is unreachable ({e})"));
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = found {
+        panic!("{e}: {HOW}");
+    }
+}
+
+/// A name no other test (or test run) uses.
+pub fn unique(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{tag}_{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        rand::random::<u32>()
+    )
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub async fn redis_conn() -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let client = redis::Client::open(REDIS_URL)?;
+    tokio::time::timeout(
+        Duration::from_secs(2),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "connect timed out")))?
+}
+
+pub async fn redis_keys(conn: &mut redis::aio::MultiplexedConnection, prefix: &str) -> Vec<String> {
+    redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(conn)
+        .await
+        .expect("KEYS")
+}
+
+/// Drops a MariaDB database of a test, from any context (also `Drop`, which cannot
+/// await): a runtime of its own on a thread of its own. Never fails a test.
+pub fn drop_database(name: &str) {
+    let sql = format!("DROP DATABASE IF EXISTS `{name}`");
+    blocking(async move {
+        use sea_orm::ConnectionTrait;
+        if let Ok(admin) = sea_orm::Database::connect(format!("{MYSQL_BASE}/test")).await {
+            let _ = admin.execute_unprepared(&sql).await;
+        }
+    });
+}
+
+/// Deletes every Redis key under a test's prefix, from any context. Never fails a test.
+pub fn delete_keys(prefix: &str) {
+    let pattern = format!("{prefix}*");
+    blocking(async move {
+        if let Ok(mut conn) = redis_conn().await {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(&pattern)
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            for key in keys {
+                let _: Result<(), _> = redis::cmd("DEL").arg(key).query_async(&mut conn).await;
+            }
+        }
+    });
+}
+
+/// Runs a future to completion on a current-thread runtime of its own thread.
+fn blocking(work: impl std::future::Future<Output = ()> + Send + 'static) {
+    let _ = std::thread::spawn(move || {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            rt.block_on(work);
+        }
+    })
+    .join();
+}
+
+/// A redis-server of this test's own on `port`, killed on drop.
+pub struct OwnRedis(tokio::process::Child);
+
+impl OwnRedis {
+    pub async fn start(port: u16) -> OwnRedis {
+        Self::start_with(port, &[]).await
+    }
+
+    /// The same with more `redis-server` arguments.
+    pub async fn start_with(port: u16, extra: &[&str]) -> OwnRedis {
+        let child = tokio::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn();
+        let child = child.unwrap_or_else(|e| missing("the redis-server program", &e));
+        for _ in 0..100 {
+            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return OwnRedis(child);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server on port {port} did not start");
+    }
+
+    pub async fn kill(mut self) {
+        self.0.kill().await.unwrap();
+    }
+}
