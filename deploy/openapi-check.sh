@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks openapi.yaml: a valid OpenAPI 3.1 document (openapi-spec-validator, installed with
 # pip when missing), whose paths are exactly the routes of the router: every route string
-# of the *_ROUTE / *_ROUTES constants in src/http/mod.rs is a path of openapi.yaml (or is
+# of the *_ROUTE / *_ROUTES constants in src/http/routes.rs is a path of openapi.yaml (or is
 # listed in its `x-pending-routes`, routes knowingly not described yet, printed on every
 # run), and every path of openapi.yaml is such a route. Prints what is missing; exits
 # non-zero on any failure.
@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 spec=openapi.yaml
-router=src/http/mod.rs
+router=src/http/routes.rs
 python=${PYTHON:-python3}
 
 if ! "$python" -c 'import openapi_spec_validator, yaml' 2>/dev/null; then

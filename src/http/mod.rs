@@ -8,6 +8,7 @@ pub mod error;
 mod gateway;
 mod oauth;
 mod ops;
+mod routes;
 mod tokens;
 
 use std::convert::Infallible;
@@ -32,6 +33,7 @@ use tokio::sync::Semaphore;
 use envelope::Replier;
 pub use envelope::{Body, Lang};
 use error::ApiError;
+use routes::{GetRoute, PostRoute, Route};
 
 use crate::domain::Engine;
 use crate::store::{RecordStore, TokenStore};
@@ -100,30 +102,6 @@ impl<T: TokenStore, R: RecordStore> Request<'_, T, R> {
     }
 }
 
-/// The routes that take a JSON or form body.
-const POST_ROUTES: [&str; 13] = [
-    "/api/v1/authorize",
-    "/api/v1/authorize_nopwd",
-    "/api/v1/check_token",
-    "/api/v1/refresh_token",
-    "/api/v1/logout",
-    "/oauth2/token",
-    "/oauth2/introspect",
-    "/oauth2/revoke",
-    "/api/v1/get_verify",
-    "/api/v1/check_user",
-    "/api/v1/doaction",
-    "/api/v1/get_userinfo",
-    "/api/v1/update_userinfo",
-];
-
-/// Forward-auth: any method, no body (gateways forward the original request's method).
-/// Paths below it are the same route: Envoy's `ext_authz` appends the original path.
-const AUTH_ROUTE: &str = "/api/v1/auth";
-
-/// The routes operators use.
-const GET_ROUTES: [&str; 3] = ["/metrics", "/healthz", "/readyz"];
-
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The caller's request id when it is a sane one (1-128 visible ASCII), else a new one.
@@ -136,21 +114,6 @@ fn request_id(headers: &HeaderMap) -> String {
     }
 }
 
-/// The route template: a known route (legacy prefix folded), else "other". Routing and
-/// metrics both use it, so a request's path is never copied.
-fn route_label(path: &str) -> &'static str {
-    POST_ROUTES
-        .iter()
-        .chain(GET_ROUTES.iter())
-        .chain(std::iter::once(&AUTH_ROUTE))
-        .find(|r| **r == path)
-        .copied()
-        .unwrap_or_else(|| match path.strip_prefix(AUTH_ROUTE) {
-            Some(rest) if rest.starts_with('/') => AUTH_ROUTE,
-            _ => "other",
-        })
-}
-
 fn method_label(method: &Method) -> &'static str {
     match *method {
         Method::GET => "GET",
@@ -161,14 +124,6 @@ fn method_label(method: &Method) -> &'static str {
         Method::OPTIONS => "OPTIONS",
         Method::PATCH => "PATCH",
         _ => "other",
-    }
-}
-
-/// Maps the legacy prefix `/oauth2/api/v1/…` onto `/api/v1/…`.
-fn canonical(path: &str) -> &str {
-    match path.strip_prefix("/oauth2") {
-        Some(rest) if rest.starts_with("/api/v1/") => rest,
-        _ => path,
     }
 }
 
@@ -198,12 +153,12 @@ pub async fn handle<T: TokenStore, R: RecordStore>(
     let started = Instant::now();
     let id = request_id(req.headers());
     let method = method_label(req.method());
-    let route = route_label(canonical(req.uri().path()));
-    let mut response = route_request(&state, peer, req, route, &id).await;
+    let (route, label) = Route::of(req.uri().path());
+    let mut response = route_request(&state, peer, req, route, label, &id).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(X_REQUEST_ID.clone(), value);
     }
-    crate::telemetry::http_request(route, method, response.status().as_u16(), started);
+    crate::telemetry::http_request(label, method, response.status().as_u16(), started);
     Ok(response)
 }
 
@@ -211,7 +166,8 @@ async fn route_request<T: TokenStore, R: RecordStore>(
     state: &State<T, R>,
     peer: SocketAddr,
     req: hyper::Request<Incoming>,
-    route: &'static str,
+    route: Option<Route>,
+    label: &'static str,
     request_id: &str,
 ) -> Response<Body> {
     let reply = Replier {
@@ -219,12 +175,14 @@ async fn route_request<T: TokenStore, R: RecordStore>(
         compat_http_200: state.http.compat_http_200,
     };
     let (parts, incoming) = req.into_parts();
-    let result = match (&parts.method, route) {
-        (&Method::GET | &Method::HEAD, "/healthz") => Ok(ops::healthz()),
-        (&Method::GET | &Method::HEAD, "/readyz") => Ok(Box::pin(ops::readyz(state)).await),
-        (&Method::GET | &Method::HEAD, "/metrics") => Ok(ops::metrics(state)),
-        (_, AUTH_ROUTE) => Ok(gateway::auth(state, &parts.headers).await),
-        (&Method::POST, p) if POST_ROUTES.contains(&p) => {
+    let result = match route.map(|r| (r, r.allows(&parts.method))) {
+        None => Err(ApiError::NoRoute),
+        Some((_, Err(allow))) => Err(ApiError::WrongMethod(allow)),
+        Some((Route::Get(GetRoute::Healthz), Ok(()))) => Ok(ops::healthz()),
+        Some((Route::Get(GetRoute::Readyz), Ok(()))) => Ok(Box::pin(ops::readyz(state)).await),
+        Some((Route::Get(GetRoute::Metrics), Ok(()))) => Ok(ops::metrics(state)),
+        Some((Route::Auth, Ok(()))) => Ok(gateway::auth(state, &parts.headers).await),
+        Some((Route::Post(post), Ok(()))) => {
             match body::read(incoming, &parts, state.http.max_body_bytes).await {
                 Ok(body) => {
                     let req = Request {
@@ -235,45 +193,41 @@ async fn route_request<T: TokenStore, R: RecordStore>(
                         reply,
                         request_id,
                     };
-                    match p {
+                    match post {
                         // The hot path stays inline; every other handler is boxed, so the
                         // future of every request is not as large as the largest handler's:
                         // 1,608 bytes instead of 7,288 (readyz boxed too), moved on every
                         // request.
-                        "/api/v1/check_token" => tokens::check_token(&req).await,
-                        _ => Box::pin(cold_post(&req, p)).await,
+                        PostRoute::CheckToken => tokens::check_token(&req).await,
+                        other => Box::pin(cold_post(&req, other)).await,
                     }
                 }
                 Err(e) => Err(e),
             }
         }
-        (_, p) if POST_ROUTES.contains(&p) => Err(ApiError::WrongMethod("POST")),
-        (_, p) if GET_ROUTES.contains(&p) => Err(ApiError::WrongMethod("GET")),
-        _ => Err(ApiError::NoRoute),
     };
-    result.unwrap_or_else(|e| error_response(&e, reply, route, request_id))
+    result.unwrap_or_else(|e| error_response(&e, reply, label, request_id))
 }
 
 /// The POST routes other than check_token.
 async fn cold_post<T: TokenStore, R: RecordStore>(
     req: &Request<'_, T, R>,
-    path: &str,
+    route: PostRoute,
 ) -> Result<Response<Body>, ApiError> {
-    match path {
-        "/api/v1/authorize" => tokens::authorize(req, true).await,
-        "/api/v1/authorize_nopwd" => tokens::authorize(req, false).await,
-        "/api/v1/refresh_token" => tokens::refresh_token(req).await,
-        "/api/v1/logout" => tokens::logout(req).await,
-        "/oauth2/token" => oauth::token(req).await,
-        "/oauth2/introspect" => oauth::introspect(req).await,
-        "/oauth2/revoke" => oauth::revoke(req).await,
-        "/api/v1/get_verify" => accounts::get_verify(req).await,
-        "/api/v1/check_user" => accounts::check_user(req).await,
-        "/api/v1/doaction" => accounts::doaction(req).await,
-        "/api/v1/get_userinfo" => accounts::get_userinfo(req).await,
-        "/api/v1/update_userinfo" => accounts::update_userinfo(req).await,
-        // A route in POST_ROUTES without a handler here.
-        _ => Err(ApiError::NoRoute),
+    match route {
+        PostRoute::Authorize => tokens::authorize(req, true).await,
+        PostRoute::AuthorizeNopwd => tokens::authorize(req, false).await,
+        PostRoute::CheckToken => tokens::check_token(req).await,
+        PostRoute::RefreshToken => tokens::refresh_token(req).await,
+        PostRoute::Logout => tokens::logout(req).await,
+        PostRoute::OAuthToken => oauth::token(req).await,
+        PostRoute::OAuthIntrospect => oauth::introspect(req).await,
+        PostRoute::OAuthRevoke => oauth::revoke(req).await,
+        PostRoute::GetVerify => accounts::get_verify(req).await,
+        PostRoute::CheckUser => accounts::check_user(req).await,
+        PostRoute::Doaction => accounts::doaction(req).await,
+        PostRoute::GetUserinfo => accounts::get_userinfo(req).await,
+        PostRoute::UpdateUserinfo => accounts::update_userinfo(req).await,
     }
 }
 
