@@ -15,7 +15,6 @@ use crate::domain::{DomainError, Rules};
 use crate::http::{HttpSettings, Lang};
 use crate::secret::Secret;
 use crate::store::import::LegacyTable;
-use crate::store::records::sea::SeaRecords;
 use crate::store::records::zone::DbZone;
 use crate::store::tokens::Tokens;
 use crate::store::StoreError;
@@ -133,7 +132,7 @@ pub enum Command {
 pub struct ImportArgs {
     /// The database holding the original's token tables, when it is not DATABASE_URL
     /// (mysql://…; prefer the variable: a URL on the command line shows in `ps`). Only
-    /// read, never written.
+    /// read, never written or migrated.
     #[arg(long, env = "TOKENCACHE_LEGACY_DATABASE_URL", hide_env_values = true)]
     pub from: Option<String>,
     /// Rows read and written per batch.
@@ -422,6 +421,10 @@ impl ServeArgs {
     }
 }
 
+/// The bound on one Redis exchange of the import (a batch of 20,000 tokens is ~80,000
+/// commands).
+const IMPORT_REDIS_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A command's failure, printed on stderr.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -441,15 +444,31 @@ pub enum CliError {
          lives inside one server process and cannot be filled from here)"
     )]
     ImportNeedsRedis,
-    #[error("cannot open the legacy database: {0}")]
-    LegacySource(#[source] StoreError),
+    #[error("import-legacy-tokens reads the original's database: set DATABASE_URL or --from")]
+    ImportNeedsSource,
     #[error("import stopped (run it again to go on where it stopped): {0}")]
     Import(#[source] StoreError),
 }
 
 /// Runs an administrative command (everything but `serve`).
 pub async fn admin(stores: &StoreArgs, command: Command) -> Result<(), CliError> {
-    let engine = app::engine(&stores.settings(true)).await?;
+    let settings = match command {
+        // The import only reads the database (no migration: it may not be adopted yet),
+        // and writes batches of tens of thousands of commands to Redis at once.
+        Command::ImportLegacyTokens(ref args) => Settings {
+            database_url: Some(
+                args.from
+                    .clone()
+                    .or_else(|| stores.database_url.clone())
+                    .ok_or(CliError::ImportNeedsSource)?,
+            ),
+            migrate: false,
+            redis_timeout: Duration::from_millis(stores.redis_timeout_ms).max(IMPORT_REDIS_TIMEOUT),
+            ..stores.settings(false)
+        },
+        _ => stores.settings(true),
+    };
+    let engine = app::engine(&settings).await?;
     match command {
         Command::Serve(_) => unreachable!("serve is handled by main"),
         Command::Migrate => println!("migrations applied"),
@@ -571,20 +590,9 @@ async fn import_legacy(
         return Err(CliError::ImportNeedsRedis);
     };
     let progress = Bar::default();
-    let summary = match &args.from {
-        Some(url) => {
-            let source = SeaRecords::open(
-                url,
-                Duration::from_millis(stores.database_timeout_ms),
-                stores.db_time_zone,
-            )
-            .await
-            .map_err(CliError::LegacySource)?;
-            import_legacy_tokens(&source, redis, args.batch_size, &progress).await
-        }
-        None => import_legacy_tokens(&engine.records, redis, args.batch_size, &progress).await,
-    }
-    .map_err(CliError::Import)?;
+    let summary = import_legacy_tokens(&engine.records, redis, args.batch_size, &progress)
+        .await
+        .map_err(CliError::Import)?;
     println!(
         "source: {} (expires read as {} time)",
         summary.source, stores.db_time_zone

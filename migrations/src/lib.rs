@@ -7,7 +7,9 @@ mod m20261130_000001_adopt_xxjwxc_oauth2;
 
 /// The check that `tokencache migrate` runs before anything touches the database: what
 /// adopting an xxjwxc/oauth2 database would change, or why it cannot be adopted.
-pub use m20261130_000001_adopt_xxjwxc_oauth2::plan as adoption_plan;
+pub use m20261130_000001_adopt_xxjwxc_oauth2::{
+    plan as adoption_plan, recorded as adoption_recorded,
+};
 
 /// The ordered list of every migration; `tokencache migrate` runs the pending ones.
 pub struct Migrator;

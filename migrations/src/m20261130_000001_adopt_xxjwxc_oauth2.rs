@@ -135,10 +135,26 @@ const UNIQUE: &[(&str, &str, &str)] = &[
     ("user_account_tbl", "account", "uk_user_account_account"),
 ];
 
+/// Seed columns tokencache needs a value in (NULL-able in some installations).
+const NOT_NULL: &[(&str, &str)] = &[
+    ("oauth2_client_tbl", "app_key"),
+    ("oauth2_client_tbl", "app_secret"),
+    ("oauth2_client_tbl", "strict_verify"),
+    ("oauth2_client_tbl", "token_expire_time"),
+    ("user_account_tbl", "account"),
+    ("user_account_tbl", "password"),
+    ("user_account_tbl", "account_type"),
+    ("user_info_tbl", "nickname"),
+];
+
 /// A column as information_schema describes it.
 struct Column {
     name: String,
     data_type: String,
+    /// The full type: `int(11) unsigned`, `datetime(6)`, `varchar(64)`.
+    column_type: String,
+    /// `on update current_timestamp()`, MySQL 8's `DEFAULT_GENERATED`.
+    extra: String,
     char_length: Option<i64>,
     nullable: bool,
     default: Option<String>,
@@ -175,6 +191,10 @@ impl Column {
         if let Some(default) = self.default_clause() {
             sql.push_str(&format!(" DEFAULT {default}"));
         }
+        if let Some(at) = self.extra.find("on update ") {
+            sql.push(' ');
+            sql.push_str(&self.extra[at..].to_uppercase());
+        }
         if !self.comment.is_empty() {
             sql.push_str(&format!(" COMMENT {}", quote(&self.comment)));
         }
@@ -188,11 +208,16 @@ impl Column {
         if default.eq_ignore_ascii_case("NULL") {
             return None;
         }
+        // `current_timestamp()`, `CURRENT_TIMESTAMP`, `current_timestamp(6)`: as written.
         if default
             .to_ascii_lowercase()
             .starts_with("current_timestamp")
         {
-            return Some("CURRENT_TIMESTAMP".into());
+            return Some(default.to_owned());
+        }
+        // MySQL 8 marks an expression default so; MariaDB writes it as an expression.
+        if self.extra.contains("default_generated") {
+            return Some(format!("({default})"));
         }
         if default.starts_with('\'') && default.ends_with('\'') && default.len() >= 2 {
             return Some(default.to_owned());
@@ -243,6 +268,56 @@ pub async fn plan<C: ConnectionTrait>(db: &C) -> Result<Vec<String>, DbErr> {
                 Some(_) => {}
             }
         }
+        for c in &columns {
+            let seed = seed_columns.iter().any(|(n, _)| *n == c.name);
+            // sqlx reads tokencache's integer columns as signed 32-bit: an UNSIGNED one
+            // would fail every query that reads it.
+            if seed && Kind::Integer.accepts(&c.data_type) && c.column_type.contains("unsigned") {
+                problems.push(format!(
+                    "{table}.{} is {}: tokencache reads it as a signed INT; make it signed \
+                     (ALTER TABLE {table} MODIFY {} INT ...), then run migrate again",
+                    c.name, c.column_type, c.name
+                ));
+            }
+            // A zero-date default makes MySQL (NO_ZERO_DATE, strict mode) refuse every
+            // ALTER of the table.
+            if Kind::DateTime.accepts(&c.data_type)
+                && c.default
+                    .as_deref()
+                    .is_some_and(|d| d.trim_matches('\'').starts_with("0000-00-00"))
+            {
+                problems.push(format!(
+                    "{table}.{} has the default {}, not a date: give it a real default or NULL",
+                    c.name,
+                    c.default.as_deref().unwrap_or_default()
+                ));
+            }
+        }
+        for (t, name) in NOT_NULL {
+            if t != table {
+                continue;
+            }
+            if let Some(c) = find(name).filter(|c| c.nullable) {
+                let nulls = count(db, table, &format!("`{}` IS NULL", c.name)).await?;
+                if nulls > 0 {
+                    problems.push(format!(
+                        "{table}.{name} is NULL in {nulls} row(s): tokencache needs a value \
+                         there; fill them in, then run migrate again"
+                    ));
+                }
+            }
+        }
+        for (t, name, _) in UNIQUE {
+            if let Some(c) = find(name).filter(|c| t == table && Kind::Text.accepts(&c.data_type)) {
+                if !matches!(c.data_type.as_str(), "char" | "varchar") {
+                    problems.push(format!(
+                        "{table}.{name} is {}: it needs a unique key, which takes a varchar; \
+                         make it VARCHAR(255), then run migrate again",
+                        c.data_type
+                    ));
+                }
+            }
+        }
         for (t, flag) in FLAGS {
             if t == table {
                 match find(flag) {
@@ -263,7 +338,7 @@ pub async fn plan<C: ConnectionTrait>(db: &C) -> Result<Vec<String>, DbErr> {
             if let Some(c) =
                 find("expire_time").filter(|c| !c.nullable && Kind::DateTime.accepts(&c.data_type))
             {
-                changes.push(c.modify(&c.data_type.to_uppercase(), None, true));
+                changes.push(c.modify(&c.column_type, None, true));
             }
         }
         for (t, name, width) in WIDTHS {
@@ -306,7 +381,9 @@ pub async fn plan<C: ConnectionTrait>(db: &C) -> Result<Vec<String>, DbErr> {
             if t != table || find(name).is_none() {
                 continue;
             }
-            if !has_unique_index(db, table, name).await? {
+            let indexable =
+                find(name).is_some_and(|c| matches!(c.data_type.as_str(), "char" | "varchar"));
+            if indexable && !has_unique_index(db, table, name).await? {
                 let duplicates = duplicates(db, table, name).await?;
                 if duplicates.is_empty() {
                     changes.push(format!("ADD UNIQUE INDEX `{index}` (`{name}`)"));
@@ -322,10 +399,18 @@ pub async fn plan<C: ConnectionTrait>(db: &C) -> Result<Vec<String>, DbErr> {
         }
         for (name, kind) in *seed_columns {
             if *kind == Kind::DateTime && find(name).is_some_and(|c| kind.accepts(&c.data_type)) {
-                let zero = zero_dates(db, table, name).await?;
+                let zero = count(
+                    db,
+                    table,
+                    &format!(
+                        "CAST(`{name}` AS CHAR) LIKE '0000-%' OR CAST(`{name}` AS CHAR) LIKE '____-00-%' \
+                         OR CAST(`{name}` AS CHAR) LIKE '____-__-00%'"
+                    ),
+                )
+                .await?;
                 if zero > 0 {
                     problems.push(format!(
-                        "{table}.{name} holds {zero} zero date(s) ('0000-00-00'), which are not \
+                        "{table}.{name} holds {zero} zero date(s) ('0000-00-00', or a zero month or day), which are not \
                          dates; set them to a real date{} first, then run migrate again",
                         if find(name).is_some_and(|c| c.nullable) {
                             " or NULL"
@@ -350,10 +435,7 @@ pub async fn plan<C: ConnectionTrait>(db: &C) -> Result<Vec<String>, DbErr> {
 
 /// The full type of a text column as it is (`varchar(255)`, `text`).
 fn column_type(c: &Column) -> String {
-    match (c.data_type.as_str(), c.char_length) {
-        ("char" | "varchar", Some(len)) => format!("{}({len})", c.data_type.to_uppercase()),
-        (other, _) => other.to_uppercase(),
-    }
+    c.column_type.clone()
 }
 
 /// The columns of `table` in the current database; `None` when there is no such table
@@ -386,6 +468,7 @@ async fn table_columns<C: ConnectionTrait>(
         .query_all(Statement::from_sql_and_values(
             DbBackend::MySql,
             "SELECT CAST(COLUMN_NAME AS CHAR) AS name, CAST(DATA_TYPE AS CHAR) AS data_type, \
+             CAST(COLUMN_TYPE AS CHAR) AS column_type, CAST(EXTRA AS CHAR) AS extra, \
              CAST(CHARACTER_MAXIMUM_LENGTH AS SIGNED) AS char_length, \
              CAST(IS_NULLABLE AS CHAR) AS nullable, CAST(COLUMN_DEFAULT AS CHAR) AS dflt, \
              CAST(COLLATION_NAME AS CHAR) AS coll, \
@@ -400,6 +483,8 @@ async fn table_columns<C: ConnectionTrait>(
         columns.push(Column {
             name: row.try_get("", "name")?,
             data_type: row.try_get::<String>("", "data_type")?.to_lowercase(),
+            column_type: row.try_get::<String>("", "column_type")?.to_lowercase(),
+            extra: row.try_get::<String>("", "extra")?.to_lowercase(),
             char_length: row.try_get("", "char_length")?,
             nullable: row.try_get::<String>("", "nullable")? == "YES",
             default: row.try_get("", "dflt")?,
@@ -460,19 +545,48 @@ async fn duplicates<C: ConnectionTrait>(
         .collect()
 }
 
-/// How many rows of `table` hold a zero date in `column`: not a date, and not readable
-/// as one.
-async fn zero_dates<C: ConnectionTrait>(db: &C, table: &str, column: &str) -> Result<i64, DbErr> {
+/// How many rows of `table` match `condition`.
+async fn count<C: ConnectionTrait>(db: &C, table: &str, condition: &str) -> Result<i64, DbErr> {
     let row = db
         .query_one(Statement::from_string(
             DbBackend::MySql,
-            format!(
-                "SELECT COUNT(*) AS n FROM `{table}` WHERE CAST(`{column}` AS CHAR) LIKE '0000-00-00%'"
-            ),
+            format!("SELECT COUNT(*) AS n FROM `{table}` WHERE {condition}"),
         ))
         .await?;
     Ok(row
         .map(|r| r.try_get::<i64>("", "n"))
         .transpose()?
         .unwrap_or(0))
+}
+
+/// Whether this migration is recorded as applied (then `plan` need not run before the
+/// others): read without creating the migrations table.
+pub async fn recorded<C: ConnectionTrait>(db: &C) -> Result<bool, DbErr> {
+    if db.get_database_backend() != DbBackend::MySql {
+        return Ok(false);
+    }
+    let table = db
+        .query_one(Statement::from_string(
+            DbBackend::MySql,
+            "SELECT COUNT(*) AS n FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'seaql_migrations'",
+        ))
+        .await?
+        .map(|r| r.try_get::<i64>("", "n"))
+        .transpose()?
+        .unwrap_or(0);
+    if table == 0 {
+        return Ok(false);
+    }
+    let applied = db
+        .query_one(Statement::from_sql_and_values(
+            DbBackend::MySql,
+            "SELECT COUNT(*) AS n FROM seaql_migrations WHERE version = ?",
+            ["m20261130_000001_adopt_xxjwxc_oauth2".into()],
+        ))
+        .await?
+        .map(|r| r.try_get::<i64>("", "n"))
+        .transpose()?
+        .unwrap_or(0);
+    Ok(applied > 0)
 }

@@ -1,7 +1,7 @@
 //! import-legacy-tokens: carries xxjwxc/oauth2's live tokens over, so that a cutover logs
 //! nobody out. Every row of its two token tables whose `expires` is still ahead becomes
 //! a token of tokencache's own (hashed key, the user's index, TTL = the time it has
-//! left); the rest are counted and skipped. Batches by id, each written with a resume
+//! left); the rest are counted and skipped. Batches by id, each followed by a resume
 //! mark in the token store: an interrupted run goes on where it stopped, and a run
 //! after a complete one reads only the rows added since (so a token revoked after its
 //! import is never brought back). The old rows are never changed.
@@ -110,9 +110,9 @@ async fn import_table<S: LegacySource, T: TokenImport>(
                 Converted::Invalid => summary.invalid += 1,
             }
         }
-        // The batch and its mark in one exchange (an interruption repeats at most the
-        // batch it cut, whose tokens SET NX then finds present), while the next batch
-        // is read: the database and Redis work at the same time.
+        // The batch, then its mark (an interruption repeats at most the batch it cut,
+        // whose tokens SET NX then finds present), while the next batch is read: the
+        // database and Redis work at the same time.
         let (stored, next) = tokio::join!(
             tokens.import_batch(name, table, last, &batch),
             source.legacy_rows(table, last, batch_size)

@@ -84,10 +84,9 @@ pub enum ImportedToken {
 /// A token store that can take imported tokens.
 pub trait TokenImport: Send + Sync {
     /// Stores each token unless its key exists (`SET NX`), with its index entry and a
-    /// TTL of the time it has left, and then the resume mark: every row of `table` of
-    /// `source` up to `last_id` is done. One exchange, so a batch and its mark are
-    /// written together. `true` for each token stored now, `false` for each one that
-    /// was there already.
+    /// TTL of the time it has left, and then, once all of that succeeded, the resume
+    /// mark: every row of `table` of `source` up to `last_id` is done. `true` for each
+    /// token stored now, `false` for each one that was there already.
     fn import_batch(
         &self,
         source: &str,

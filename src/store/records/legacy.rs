@@ -18,10 +18,10 @@ impl LegacySource for SeaRecords {
                 self.connection().query_one(Statement::from_string(
                     self.connection().get_database_backend(),
                     match self.connection().get_database_backend() {
-                        DbBackend::MySql => {
-                            "SELECT CONCAT(CAST(@@hostname AS CHAR), ':', CAST(@@port AS CHAR), '/', \
-                             CAST(DATABASE() AS CHAR)) AS name"
-                        }
+                        // The database's name alone: a host name changes with a failover
+                        // or a new container, and a run that found no mark would read
+                        // every row again.
+                        DbBackend::MySql => "SELECT CAST(DATABASE() AS CHAR) AS name",
                         _ => "SELECT 'sqlite' AS name",
                     },
                 )),
@@ -62,13 +62,32 @@ impl LegacySource for SeaRecords {
     ) -> Result<Vec<LegacyRow>, StoreError> {
         let (token, lifetime) = match table {
             LegacyTable::Access => ("access_token", "NULL"),
-            LegacyTable::Refresh => ("refresh_token", "token_expire_time"),
+            LegacyTable::Refresh => ("refresh_token", "t.token_expire_time"),
         };
         // `expires` as text: a zero date is not a date, and must not fail the batch.
+        // `username` is what the client typed at login; the account it names, found under
+        // the column's collation as the original found it (`Alice` is `alice`), is what
+        // tokencache files the token under, so that revoking the account's tokens finds it.
+        // The comparison is made in the account column's collation (the token tables may
+        // be in another), so that the account's unique key serves it.
+        let (username, join) = match self.account_collation().await? {
+            Some(collation) => {
+                let charset = collation.split('_').next().unwrap_or("utf8mb4");
+                (
+                    "COALESCE(a.account, t.username)".to_owned(),
+                    format!(
+                        "LEFT JOIN user_account_tbl a ON a.account = \
+                         CONVERT(t.username USING {charset}) COLLATE {collation}"
+                    ),
+                )
+            }
+            None => ("t.username".to_owned(), String::new()),
+        };
         let sql = format!(
-            "SELECT CAST(id AS SIGNED) AS id, {token} AS token, token_type, app_key, username, \
-             CAST(expires AS CHAR) AS expires, CAST({lifetime} AS SIGNED) AS lifetime \
-             FROM {} WHERE id > ? ORDER BY id LIMIT ?",
+            "SELECT CAST(t.id AS SIGNED) AS id, t.{token} AS token, t.token_type, t.app_key, \
+             {username} AS username, CAST(t.expires AS CHAR) AS expires, \
+             CAST({lifetime} AS SIGNED) AS lifetime FROM {} t {join} \
+             WHERE t.id > ? ORDER BY t.id LIMIT ?",
             table.name()
         );
         let rows = self
@@ -122,6 +141,31 @@ impl LegacySource for SeaRecords {
                 Some((key, i32::try_from(ttl).ok()?))
             })
             .collect())
+    }
+}
+
+impl SeaRecords {
+    /// The collation of `user_account_tbl.account` (MySQL); `None` where there is no such
+    /// column or no collation to name (SQLite).
+    async fn account_collation(&self) -> Result<Option<String>, StoreError> {
+        if self.connection().get_database_backend() != DbBackend::MySql {
+            return Ok(None);
+        }
+        let row = self
+            .bounded(
+                "legacy_collation",
+                self.connection().query_one(Statement::from_string(
+                    DbBackend::MySql,
+                    "SELECT CAST(COLLATION_NAME AS CHAR) AS c FROM information_schema.COLUMNS \
+                     WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'user_account_tbl' \
+                     AND COLUMN_NAME = 'account'",
+                )),
+            )
+            .await?;
+        // Only a plain name goes into the query text.
+        Ok(row
+            .and_then(|r| r.try_get::<Option<String>>("", "c").ok().flatten())
+            .filter(|c| c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')))
     }
 }
 

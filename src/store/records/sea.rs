@@ -6,7 +6,8 @@ use migration::MigratorTrait;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
-    DbErr, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr, TransactionTrait,
+    DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr, Statement,
+    TransactionTrait,
 };
 
 use super::entities::{client, user_account, user_info};
@@ -44,7 +45,10 @@ impl SeaRecords {
             .min_connections(0)
             .connect_lazy(backend == "mysql")
             .sqlx_logging(false);
-        let db = Database::connect(options).await.map_err(db_error)?;
+        // sea-orm puts the whole URL in some of its errors: never its password.
+        let db = Database::connect(options)
+            .await
+            .map_err(|e| redacted(e, url))?;
         Ok(Self {
             db,
             timeout,
@@ -57,17 +61,59 @@ impl SeaRecords {
     /// one that cannot be adopted is refused before anything (even the migrations table)
     /// is written.
     pub async fn migrate(&self) -> Result<(), MigrateError> {
-        match migration::adoption_plan(&self.db).await {
-            Err(DbErr::Migration(why)) => return Err(MigrateError::Refused(why)),
-            Err(e) => return Err(MigrateError::Store(db_error(e))),
-            Ok(_) => {}
+        let store = |e: DbErr| MigrateError::Store(db_error(e));
+        // Once the adoption is recorded there is nothing left for it to check.
+        if !migration::adoption_recorded(&self.db)
+            .await
+            .map_err(store)?
+        {
+            match migration::adoption_plan(&self.db).await {
+                Err(DbErr::Migration(why)) => return Err(MigrateError::Refused(why)),
+                Err(e) => return Err(store(e)),
+                Ok(_) => {}
+            }
         }
+        self.check_zone().await?;
         migration::Migrator::up(&self.db, None)
             .await
             .map_err(|e| match e {
                 DbErr::Migration(why) => MigrateError::Refused(why),
                 e => MigrateError::Store(db_error(e)),
             })
+    }
+
+    /// MySQL keeps TIMESTAMP columns in UTC (and sqlx reads them so), while the zone
+    /// setting is for DATETIME columns written in local time: a TIMESTAMP column with
+    /// another zone would be shifted twice.
+    pub(crate) async fn check_zone(&self) -> Result<(), MigrateError> {
+        if self.zone == DbZone::Utc || self.backend != "mysql" {
+            return Ok(());
+        }
+        let rows = self
+            .db
+            .query_all(Statement::from_string(
+                DbBackend::MySql,
+                "SELECT CONCAT(CAST(TABLE_NAME AS CHAR), '.', CAST(COLUMN_NAME AS CHAR)) AS c \
+                 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() \
+                 AND DATA_TYPE = 'timestamp' AND COLUMN_NAME IN ('expire_time', 'reg_time', 'expires') \
+                 AND TABLE_NAME IN ('oauth2_client_tbl', 'user_account_tbl', 'oauth2_access_token', 'oauth2_refresh_token')",
+            ))
+            .await
+            .map_err(|e| MigrateError::Store(db_error(e)))?;
+        let columns: Vec<String> = rows
+            .iter()
+            .filter_map(|r| r.try_get::<String>("", "c").ok())
+            .collect();
+        if columns.is_empty() {
+            return Ok(());
+        }
+        Err(MigrateError::Refused(format!(
+            "{} {} TIMESTAMP, which MySQL keeps in UTC, but --db-time-zone is {}: \
+             set it to UTC (or make the columns DATETIME)",
+            columns.join(", "),
+            if columns.len() == 1 { "is" } else { "are" },
+            self.zone
+        )))
     }
 
     /// The connection, for the legacy token import (`legacy.rs`).
@@ -128,6 +174,36 @@ async fn account_and_info<C: ConnectionTrait>(
         None => None,
     };
     Ok(Some((user, info)))
+}
+
+/// A connection error without the URL's password: the URL itself is taken out, and any
+/// other spelling of the password.
+fn redacted(e: DbErr, url: &str) -> StoreError {
+    let mut text = e.to_string().replace(url, "<the database URL>");
+    let password = match url::Url::parse(url) {
+        Ok(parsed) => parsed.password().map(str::to_owned),
+        // Not a URL: whatever stands between the last ':' and '@' may be a password.
+        Err(_) => url
+            .split_once('@')
+            .and_then(|(before, _)| before.rsplit_once(':'))
+            .map(|(_, p)| p.to_owned()),
+    };
+    if let Some(password) = password.filter(|p| !p.is_empty()) {
+        text = text
+            .replace(&percent_decoded(&password), "***")
+            .replace(&password, "***");
+    }
+    StoreError::Unavailable {
+        store: "sql",
+        source: text.into(),
+    }
+}
+
+fn percent_decoded(text: &str) -> String {
+    url::form_urlencoded::parse(format!("x={text}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
 }
 
 fn db_error(e: DbErr) -> StoreError {
@@ -400,5 +476,27 @@ impl RecordStore for SeaRecords {
             })
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_errors_never_carry_the_password() {
+        for (url, secret) in [
+            ("mysql://root:s3cr%40t@db:3306/x", "s3cr@t"),
+            ("mysql://root:plainpw@db:3306/x", "plainpw"),
+            ("nosuch://root:hidden@db/x", "hidden"),
+            ("not a url root:hunter2@db", "hunter2"),
+        ] {
+            let e = DbErr::Conn(sea_orm::RuntimeErr::Internal(format!(
+                "cannot connect to {url} ({})",
+                percent_decoded(url)
+            )));
+            let text = redacted(e, url).to_string();
+            assert!(!text.contains(secret), "{text}");
+        }
     }
 }

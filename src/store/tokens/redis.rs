@@ -479,9 +479,8 @@ impl TokenStore for RedisTokens {
 impl TokenImport for RedisTokens {
     /// One pipeline a batch: each token as `issue` writes one (index entry first, then
     /// the key) but with `SET NX`, so a key already there (a refresh token used since an
-    /// interrupted run, say) is left as it is and counted as present; the resume mark
-    /// last. Redis runs a pipeline's commands in order: a batch whose mark is written was
-    /// written whole.
+    /// interrupted run, say) is left as it is and counted as present; then the resume
+    /// mark, once the pipeline answered without an error.
     async fn import_batch(
         &self,
         source: &str,
@@ -529,11 +528,20 @@ impl TokenImport for RedisTokens {
                 .arg("EX")
                 .arg(ttl);
         }
-        pipe.set(self.import_key(source, table), last_id).ignore();
         let mut conn = self.conn.clone();
-        let set: Vec<Option<String>> = self
-            .bounded("import_batch", pipe.query_async(&mut conn))
-            .await?;
+        let set: Vec<Option<String>> = if tokens.is_empty() {
+            Vec::new()
+        } else {
+            self.bounded("import_batch", pipe.query_async(&mut conn))
+                .await?
+        };
+        // The mark only once every command of the batch succeeded (a pipeline with a
+        // failed command answers an error, but Redis ran the rest of it).
+        self.bounded(
+            "import_mark",
+            conn.set::<_, _, ()>(self.import_key(source, table), last_id),
+        )
+        .await?;
         Ok(set.into_iter().map(|s| s.is_some()).collect())
     }
 
