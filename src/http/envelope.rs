@@ -42,7 +42,7 @@ pub enum Lang {
 }
 
 impl Code {
-    pub fn id(self) -> u32 {
+    pub const fn id(self) -> u32 {
         self as u32
     }
 
@@ -93,7 +93,7 @@ impl Code {
     }
 
     /// The HTTP status that goes with the code, so gateways and load testers see failures.
-    pub fn status(self) -> StatusCode {
+    pub const fn status(self) -> StatusCode {
         use Code::*;
         match self {
             Ok => StatusCode::OK,

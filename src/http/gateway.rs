@@ -8,8 +8,8 @@ use hyper::header::{
 };
 use hyper::{Response, StatusCode};
 
+use super::error::{chain, domain_answer};
 use super::{Body, State};
-use crate::domain::DomainError;
 use crate::store::{RecordStore, TokenStore};
 
 /// The token of an `Authorization: Bearer <token>` header.
@@ -47,7 +47,8 @@ fn empty(status: StatusCode) -> Response<Body> {
 }
 
 /// 200 with the identity headers for a live token, 401 for a missing or dead one, 503
-/// when the token store is unreachable (the gateway must not read that as "deny").
+/// when the token store is unreachable and 500 for a value it cannot read (the gateway
+/// must not read those as "deny"): the forward-auth column of `error::Answer`.
 pub async fn auth<T: TokenStore, R: RecordStore>(
     state: &State<T, R>,
     headers: &HeaderMap,
@@ -89,16 +90,17 @@ pub async fn auth<T: TokenStore, R: RecordStore>(
             h.insert(CACHE_CONTROL, control);
             return r;
         }
-        Err(DomainError::Store(e)) => {
-            tracing::warn!(error = %e, "forward-auth: token store unavailable");
-            empty(StatusCode::SERVICE_UNAVAILABLE)
-        }
-        Err(_) => {
-            let mut r = empty(StatusCode::UNAUTHORIZED);
-            r.headers_mut().insert(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer error=\"invalid_token\""),
-            );
+        Err(e) => {
+            let status = domain_answer(e).forward_auth;
+            let mut r = empty(status);
+            if status.is_server_error() {
+                tracing::warn!(error = %chain(e), "forward-auth failed");
+            } else {
+                r.headers_mut().insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+            }
             r
         }
     };

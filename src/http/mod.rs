@@ -238,12 +238,12 @@ fn error_response(e: &ApiError, reply: Replier, route: &str, request_id: &str) -
     } else {
         tracing::debug!(route, request_id, error = %e, "request refused");
     }
-    let (code, status) = e.classify();
+    let answer = e.answer();
     let mut response = if route.starts_with("/oauth2/") {
         // The OAuth endpoints answer in OAuth's error format, also before their handler.
-        oauth::transport_error(status.unwrap_or_else(|| code.status()))
+        oauth::error_answer(&answer)
     } else {
-        reply.fail(code, status)
+        reply.fail(answer.code, Some(answer.status))
     };
     if let ApiError::WrongMethod(allow) = e {
         response

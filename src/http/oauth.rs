@@ -1,6 +1,6 @@
 //! The standard OAuth 2.0 endpoints: token (RFC 6749), introspection (RFC 7662) and
-//! revocation (RFC 7009). They speak OAuth's JSON, not the seed's envelope, so their
-//! errors map to OAuth error codes here (`oauth_error`), the one such mapping.
+//! revocation (RFC 7009). They speak OAuth's JSON, not the seed's envelope: their errors
+//! take the OAuth column of `error::Answer`.
 use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -12,12 +12,12 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::body::{non_empty, text, Scalar};
-use super::error::ApiError;
+use super::error::{domain_answer, Answer, ApiError};
 use super::{Body, Request};
 use crate::domain::limits::IpLimited;
 use crate::domain::revoke::TokenKind;
 use crate::domain::{DomainError, Issued};
-use crate::store::{Client, RecordStore, StoreError, TokenStore};
+use crate::store::{Client, RecordStore, TokenStore};
 
 #[derive(Deserialize, Default)]
 struct OAuthBody {
@@ -41,38 +41,25 @@ fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Body> 
     r
 }
 
-/// The answer to a request refused before its handler (wrong method, body over the cap,
-/// unreadable body): `invalid_request` with the transport's status.
-pub fn transport_error(status: StatusCode) -> Response<Body> {
-    json_response(status, json!({ "error": "invalid_request" }))
+/// The OAuth error answer (RFC 6749 section 5.2) of a failure, also of one refused
+/// before its handler (wrong method, body over the cap, unreadable body).
+pub fn error_answer(answer: &Answer) -> Response<Body> {
+    json_response(answer.oauth_status, json!({ "error": answer.oauth }))
 }
 
-/// An OAuth error answer (RFC 6749 section 5.2).
+/// A handler's failure as an OAuth error answer, with Retry-After and, for a client that
+/// authenticated with HTTP Basic and failed, `WWW-Authenticate`.
 fn oauth_error(e: &DomainError, basic: bool) -> Response<Body> {
-    let (status, code) = match e {
-        DomainError::InvalidClient => (StatusCode::UNAUTHORIZED, "invalid_client"),
-        DomainError::InvalidParam(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
-        DomainError::BadCredentials | DomainError::UserDisabled | DomainError::InvalidToken => {
-            (StatusCode::BAD_REQUEST, "invalid_grant")
-        }
-        DomainError::Store(StoreError::Unavailable { .. }) => {
-            (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
-        }
-        // The same lockout and per-IP limit as authorize.
-        DomainError::RateLimited { .. } | DomainError::LockedOut { .. } => {
-            (StatusCode::TOO_MANY_REQUESTS, "access_denied")
-        }
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
-    };
-    if status.is_server_error() {
+    let answer = domain_answer(e);
+    if answer.oauth_status.is_server_error() {
         tracing::warn!(error = %super::error::chain(e), "oauth request failed");
     }
-    let mut r = json_response(status, json!({ "error": code }));
+    let mut r = error_answer(&answer);
     if let Some(seconds) = e.retry_after() {
         r.headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from(seconds));
     }
-    if basic && code == "invalid_client" {
+    if basic && answer.oauth == "invalid_client" {
         r.headers_mut().insert(
             WWW_AUTHENTICATE,
             HeaderValue::from_static("Basic realm=\"tokencache\""),
