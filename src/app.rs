@@ -18,6 +18,13 @@ use crate::store::{RecordStore, StoreError};
 
 /// The record store used when no `DATABASE_URL` is given.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./tokencache.db?mode=rwc";
+/// The defaults of `Settings` that the command line shows as its own.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9094";
+pub const DEFAULT_REDIS_PREFIX: &str = "tc:";
+pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(1000);
+pub const DEFAULT_DATABASE_TIMEOUT: Duration = Duration::from_millis(3000);
+/// The bound on one webhook call of the code delivery.
+pub const DEFAULT_CODE_WEBHOOK_TIMEOUT: Duration = Duration::from_millis(5000);
 
 /// The engine with the stores this build can use.
 pub type AppEngine = Engine<Tokens, SeaRecords>;
@@ -50,9 +57,9 @@ impl Default for Settings {
         Self {
             database_url: None,
             redis_url: None,
-            redis_prefix: "tc:".into(),
-            redis_timeout: Duration::from_millis(1000),
-            database_timeout: Duration::from_millis(3000),
+            redis_prefix: DEFAULT_REDIS_PREFIX.into(),
+            redis_timeout: DEFAULT_REDIS_TIMEOUT,
+            database_timeout: DEFAULT_DATABASE_TIMEOUT,
             db_zone: DbZone::Utc,
             migrate: true,
             rules: Rules::default(),
@@ -142,4 +149,52 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     http::serve(listener, state, shutdown).await;
+}
+
+/// Why `serve` stopped before serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Starts the server on `listen` and serves until Ctrl-C or SIGTERM.
+pub async fn serve(settings: &Settings, listen: std::net::SocketAddr) -> Result<(), ServeError> {
+    let state = state(settings).await?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: listen,
+            source,
+        })?;
+    tracing::info!(%listen, "tokencache serving");
+    run(listener, state, shutdown_signal()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
 }

@@ -32,22 +32,27 @@ pub struct Limits {
     pub ip_doaction: u64,
 }
 
+impl Limits {
+    /// The defaults: the `Default` impl and the command line's defaults both read these.
+    pub const DEFAULT: Limits = Limits {
+        code_ttl: 600,
+        code_resend: 60,
+        code_attempts: 5,
+        login_failures: 5,
+        login_window: 900,
+        ip_window: 60,
+        // Per minute: far above what one user makes, and enough headroom for an app
+        // backend that relays its users' logins from one address (20 a second).
+        ip_authorize: 1200,
+        ip_get_verify: 120,
+        ip_check_user: 600,
+        ip_doaction: 120,
+    };
+}
+
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            code_ttl: 600,
-            code_resend: 60,
-            code_attempts: 5,
-            login_failures: 5,
-            login_window: 900,
-            ip_window: 60,
-            // Per minute: far above what one user makes, and enough headroom for an app
-            // backend that relays its users' logins from one address (20 a second).
-            ip_authorize: 1200,
-            ip_get_verify: 120,
-            ip_check_user: 600,
-            ip_doaction: 120,
-        }
+        Self::DEFAULT
     }
 }
 

@@ -43,13 +43,18 @@ pub struct Rules {
     pub limits: Limits,
 }
 
+impl Rules {
+    /// The defaults: the `Default` impl and the command line's defaults both read these.
+    pub const DEFAULT: Rules = Rules {
+        freshness_window: 300,
+        argon2: Argon2Settings::DEFAULT,
+        limits: Limits::DEFAULT,
+    };
+}
+
 impl Default for Rules {
     fn default() -> Self {
-        Self {
-            freshness_window: 300,
-            argon2: Argon2Settings::default(),
-            limits: Limits::default(),
-        }
+        Self::DEFAULT
     }
 }
 

@@ -18,14 +18,19 @@ pub struct Argon2Settings {
     pub parallelism: u32,
 }
 
+impl Argon2Settings {
+    /// OWASP's first recommended argon2id setting: 19 MiB, 2 iterations, 1 lane. The
+    /// `Default` impl and the command line's defaults both read it.
+    pub const DEFAULT: Argon2Settings = Argon2Settings {
+        memory_kib: 19_456,
+        iterations: 2,
+        parallelism: 1,
+    };
+}
+
 impl Default for Argon2Settings {
-    /// OWASP's first recommended argon2id setting: 19 MiB, 2 iterations, 1 lane.
     fn default() -> Self {
-        Self {
-            memory_kib: 19_456,
-            iterations: 2,
-            parallelism: 1,
-        }
+        Self::DEFAULT
     }
 }
 

@@ -60,17 +60,22 @@ pub struct HttpSettings {
     pub trust_forwarded_for: bool,
 }
 
+impl HttpSettings {
+    /// The defaults: the `Default` impl and the command line's defaults both read these.
+    pub const DEFAULT: HttpSettings = HttpSettings {
+        compat_http_200: false,
+        max_body_bytes: 16 * 1024,
+        lang: Lang::En,
+        shutdown_grace: Duration::from_secs(10),
+        forward_auth_cache_secs: 0,
+        max_connections: 10_000,
+        trust_forwarded_for: false,
+    };
+}
+
 impl Default for HttpSettings {
     fn default() -> Self {
-        Self {
-            compat_http_200: false,
-            max_body_bytes: 16 * 1024,
-            lang: Lang::En,
-            shutdown_grace: Duration::from_secs(10),
-            forward_auth_cache_secs: 0,
-            max_connections: 10_000,
-            trust_forwarded_for: false,
-        }
+        Self::DEFAULT
     }
 }
 

@@ -1,0 +1,343 @@
+//! The command line's arguments: every setting, its flag, its environment variable and
+//! its default, which is the value the setting's own `DEFAULT` holds (one source).
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::app;
+use crate::domain::limits::Limits;
+use crate::domain::password::Argon2Settings;
+use crate::domain::Rules;
+use crate::http::{HttpSettings, Lang};
+use crate::store::records::zone::DbZone;
+
+const HTTP: HttpSettings = HttpSettings::DEFAULT;
+const LIMITS: Limits = Limits::DEFAULT;
+
+/// A duration as the whole milliseconds a flag takes.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tokencache",
+    version,
+    about = "A fast, stateless token server for API gateways (drop-in for xxjwxc/oauth2)"
+)]
+pub struct Cli {
+    /// Log line format on stderr; RUST_LOG filters the lines (default: info).
+    #[arg(
+        long,
+        env = "TOKENCACHE_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub stores: StoreArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the records and tokens live; shared by every command.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Record store: mysql://user:pass@host:3306/db or sqlite://path?mode=rwc.
+    /// Unset: the embedded SQLite file ./tokencache.db.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Token store: redis://host:6379/0. Unset: an in-process store (one instance only).
+    #[arg(long, env = "REDIS_URL", global = true, hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key.
+    #[arg(
+        long,
+        env = "TOKENCACHE_REDIS_PREFIX",
+        default_value = app::DEFAULT_REDIS_PREFIX,
+        global = true
+    )]
+    pub redis_prefix: String,
+    /// Bound on one Redis operation (connect included), in milliseconds.
+    #[arg(
+        long,
+        env = "TOKENCACHE_REDIS_TIMEOUT_MS",
+        default_value_t = millis(app::DEFAULT_REDIS_TIMEOUT),
+        global = true
+    )]
+    pub redis_timeout_ms: u64,
+    /// Bound on one database operation (pool wait included), in milliseconds.
+    #[arg(
+        long,
+        env = "TOKENCACHE_DATABASE_TIMEOUT_MS",
+        default_value_t = millis(app::DEFAULT_DATABASE_TIMEOUT),
+        global = true
+    )]
+    pub database_timeout_ms: u64,
+    /// The time zone of the database's DATETIME columns (client expire_time, reg_time,
+    /// the legacy token tables' expires): UTC, an offset (+08:00) or an IANA name
+    /// (Asia/Shanghai). xxjwxc/oauth2 wrote its server's local time: give that zone.
+    #[arg(
+        long,
+        env = "TOKENCACHE_DB_TIME_ZONE",
+        default_value_t = DbZone::Utc,
+        global = true
+    )]
+    pub db_time_zone: DbZone,
+    /// argon2id memory cost in KiB for new password hashes.
+    #[arg(
+        long,
+        env = "TOKENCACHE_ARGON2_MEMORY_KIB",
+        default_value_t = Argon2Settings::DEFAULT.memory_kib,
+        global = true
+    )]
+    pub argon2_memory_kib: u32,
+    /// argon2id iterations for new password hashes.
+    #[arg(
+        long,
+        env = "TOKENCACHE_ARGON2_ITERATIONS",
+        default_value_t = Argon2Settings::DEFAULT.iterations,
+        global = true
+    )]
+    pub argon2_iterations: u32,
+    /// argon2id lanes for new password hashes.
+    #[arg(
+        long,
+        env = "TOKENCACHE_ARGON2_PARALLELISM",
+        default_value_t = Argon2Settings::DEFAULT.parallelism,
+        global = true
+    )]
+    pub argon2_parallelism: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Carry xxjwxc/oauth2's live tokens (oauth2_access_token, oauth2_refresh_token)
+    /// into the token store (Redis), so a cutover logs nobody out. Safe to run again.
+    ImportLegacyTokens(ImportArgs),
+    /// Manage clients (apps).
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The database holding the original's token tables, when it is not DATABASE_URL
+    /// (mysql://…; prefer the variable: a URL on the command line shows in `ps`). Only
+    /// read, never written or migrated.
+    #[arg(long, env = "TOKENCACHE_LEGACY_DATABASE_URL", hide_env_values = true)]
+    pub from: Option<String>,
+    /// Rows read and written per batch.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub batch_size: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LangArg {
+    En,
+    Zh,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TOKENCACHE_LISTEN", default_value = app::DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Do not run pending migrations at start.
+    #[arg(long, env = "TOKENCACHE_NO_MIGRATE")]
+    pub no_migrate: bool,
+    /// Answer HTTP 200 to every request (legacy clients); the body still has the code.
+    #[arg(long, env = "TOKENCACHE_COMPAT_HTTP_200")]
+    pub compat_http_200: bool,
+    /// Accepted distance in seconds between a request's `time` and now; a signature is
+    /// also refused when seen twice within it. 0 turns both checks off (old clients).
+    #[arg(long, env = "TOKENCACHE_FRESHNESS_WINDOW", default_value_t = Rules::DEFAULT.freshness_window)]
+    pub freshness_window: u64,
+    /// Request body cap in bytes (HTTP 413 past it).
+    #[arg(long, env = "TOKENCACHE_MAX_BODY_BYTES", default_value_t = HTTP.max_body_bytes)]
+    pub max_body_bytes: usize,
+    /// Language of the `error` texts when the request has no Accept-Language: zh|en.
+    #[arg(long, env = "TOKENCACHE_LANG", value_enum, default_value_t = LangArg::from(HTTP.lang))]
+    pub lang: LangArg,
+    /// Seconds in-flight requests get to finish on shutdown.
+    #[arg(long, env = "TOKENCACHE_SHUTDOWN_GRACE", default_value_t = HTTP.shutdown_grace.as_secs())]
+    pub shutdown_grace: u64,
+    /// Seconds a gateway may cache a positive /api/v1/auth answer (never past the
+    /// token's expiry); 0 sends Cache-Control: no-store.
+    #[arg(long, env = "TOKENCACHE_FORWARD_AUTH_CACHE_SECS", default_value_t = HTTP.forward_auth_cache_secs)]
+    pub forward_auth_cache_secs: u64,
+    /// Threads serving requests; default: one per core but one, at least one (the kernel's
+    /// network stack needs the rest; see loadtest/README.md).
+    #[arg(long, env = "TOKENCACHE_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
+    /// Open connections served at once; more wait in the listen backlog.
+    #[arg(long, env = "TOKENCACHE_MAX_CONNECTIONS", default_value_t = HTTP.max_connections)]
+    pub max_connections: usize,
+    #[command(flatten)]
+    pub accounts: AccountArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeliveryArg {
+    /// Write codes to the server log (development only).
+    Log,
+    /// POST codes as JSON to --code-webhook.
+    Webhook,
+}
+
+/// Settings of the account endpoints: code delivery, code limits, login lockout, per-IP
+/// limits, the client address.
+#[derive(Debug, Args)]
+pub struct AccountArgs {
+    /// How verification codes are delivered: `log` writes them to the server log (a
+    /// development setting), `webhook` POSTs them to --code-webhook.
+    #[arg(
+        long,
+        env = "TOKENCACHE_CODE_DELIVERY",
+        value_enum,
+        default_value = "log"
+    )]
+    pub code_delivery: DeliveryArg,
+    /// URL the webhook delivery POSTs each code to (required with --code-delivery webhook).
+    #[arg(
+        long,
+        env = "TOKENCACHE_CODE_WEBHOOK",
+        hide_env_values = true,
+        required_if_eq("code_delivery", "webhook")
+    )]
+    pub code_webhook: Option<String>,
+    /// Bound on one webhook call in milliseconds; past it the delivery failed.
+    #[arg(
+        long,
+        env = "TOKENCACHE_CODE_WEBHOOK_TIMEOUT_MS",
+        default_value_t = millis(app::DEFAULT_CODE_WEBHOOK_TIMEOUT)
+    )]
+    pub code_webhook_timeout_ms: u64,
+    /// Secret that signs every webhook call (HMAC-SHA256 in X-Tokencache-Signature);
+    /// unset: calls are not signed.
+    #[arg(long, env = "TOKENCACHE_CODE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub code_webhook_secret: Option<String>,
+    /// Seconds a verification code lives.
+    #[arg(long, env = "TOKENCACHE_CODE_TTL", default_value_t = LIMITS.code_ttl)]
+    pub code_ttl: u64,
+    /// Seconds before another code may be sent to the same username.
+    #[arg(long, env = "TOKENCACHE_CODE_RESEND", default_value_t = LIMITS.code_resend)]
+    pub code_resend: u64,
+    /// Wrong guesses after which a code is void.
+    #[arg(long, env = "TOKENCACHE_CODE_ATTEMPTS", default_value_t = LIMITS.code_attempts)]
+    pub code_attempts: u64,
+    /// Failed password checks per username within --login-window after which authorize
+    /// refuses that username (405, HTTP 429) for the rest of the window; 0: off.
+    #[arg(long, env = "TOKENCACHE_LOGIN_FAILURES", default_value_t = LIMITS.login_failures)]
+    pub login_failures: u64,
+    /// Seconds of the failed-login window.
+    #[arg(long, env = "TOKENCACHE_LOGIN_WINDOW", default_value_t = LIMITS.login_window)]
+    pub login_window: u64,
+    /// Seconds of the per-IP windows.
+    #[arg(long, env = "TOKENCACHE_IP_WINDOW", default_value_t = LIMITS.ip_window)]
+    pub ip_window: u64,
+    /// authorize requests per client IP per window; 0: no limit.
+    #[arg(long, env = "TOKENCACHE_IP_LIMIT_AUTHORIZE", default_value_t = LIMITS.ip_authorize)]
+    pub ip_limit_authorize: u64,
+    /// get_verify requests per client IP per window; 0: no limit.
+    #[arg(long, env = "TOKENCACHE_IP_LIMIT_GET_VERIFY", default_value_t = LIMITS.ip_get_verify)]
+    pub ip_limit_get_verify: u64,
+    /// check_user requests per client IP per window; 0: no limit.
+    #[arg(long, env = "TOKENCACHE_IP_LIMIT_CHECK_USER", default_value_t = LIMITS.ip_check_user)]
+    pub ip_limit_check_user: u64,
+    /// doaction requests (sign-ups, password changes) per client IP per window; 0: no
+    /// limit.
+    #[arg(long, env = "TOKENCACHE_IP_LIMIT_DOACTION", default_value_t = LIMITS.ip_doaction)]
+    pub ip_limit_doaction: u64,
+    /// Take the client IP from the first X-Forwarded-For hop (only behind a proxy that
+    /// sets that header itself).
+    #[arg(long, env = "TOKENCACHE_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Create a client and print its app_key and app_secret.
+    Create(ClientCreateArgs),
+    /// List every client (never the secrets).
+    List,
+    /// Show one client.
+    Show {
+        app_key: String,
+        /// Also print the app_secret.
+        #[arg(long)]
+        reveal_secret: bool,
+    },
+    /// Refuse new logins for a client (tokens already issued live until they expire).
+    Disable { app_key: String },
+}
+
+#[derive(Debug, Args)]
+pub struct ClientCreateArgs {
+    #[arg(long)]
+    pub app_key: String,
+    /// Access-token lifetime in seconds (refresh tokens live twice as long).
+    #[arg(long)]
+    pub token_ttl: i32,
+    /// The app_secret; a random 32-character one when not given.
+    #[arg(long, env = "TOKENCACHE_CLIENT_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+    /// 1: verification codes forced, 2: ignored.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=2))]
+    pub strict_verify: i32,
+    /// When the client expires (RFC 3339, e.g. 2030-01-01T00:00:00Z); never when unset.
+    #[arg(long)]
+    pub expires: Option<String>,
+    /// Allow authorize_nopwd for this client (a trusted backend).
+    #[arg(long)]
+    pub allow_nopwd: bool,
+    /// Print {"app_key": …, "app_secret": …}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user.
+    Create {
+        #[arg(long)]
+        username: String,
+        #[arg(long, env = "TOKENCACHE_USER_PASSWORD", hide_env_values = true)]
+        password: String,
+        /// The app the user registered through.
+        #[arg(long, default_value = "")]
+        app_key: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a user and revoke all of their tokens.
+    Disable { username: String },
+    /// Set a user's password and revoke all of their tokens.
+    SetPassword { username: String, password: String },
+    /// Revoke every live token of a user (log them out everywhere).
+    Logout { username: String },
+}
+
+impl From<Lang> for LangArg {
+    fn from(lang: Lang) -> Self {
+        match lang {
+            Lang::En => LangArg::En,
+            Lang::Zh => LangArg::Zh,
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! The command line: `serve`, `migrate`, `import-legacy-tokens`, `client …`, `user …`.
+//! Every flag can also come from the environment (`DATABASE_URL`, `REDIS_URL`,
+//! `TOKENCACHE_<FLAG>`). `args` declares them, `settings` turns them into the settings
+//! of each part, `admin` runs the administrative commands; serving is `app::serve`.
+mod admin;
+mod args;
+mod settings;
+
+use std::net::SocketAddr;
+
+pub use admin::admin;
+pub use args::{
+    AccountArgs, Cli, ClientCommand, ClientCreateArgs, Command, DeliveryArg, ImportArgs, LangArg,
+    LogFormat, ServeArgs, StoreArgs, UserCommand,
+};
+
+use crate::app;
+use crate::domain::DomainError;
+use crate::store::StoreError;
+
+/// A command's failure, printed on stderr.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Start(#[from] app::StartError),
+    #[error("{0}")]
+    Domain(#[from] DomainError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("--expires: {0}")]
+    Expires(String),
+    #[error(
+        "import-legacy-tokens writes to Redis: set REDIS_URL (the in-process token store \
+         lives inside one server process and cannot be filled from here)"
+    )]
+    ImportNeedsRedis,
+    #[error("import-legacy-tokens reads the original's database: set DATABASE_URL or --from")]
+    ImportNeedsSource,
+    #[error("import stopped (run it again to go on where it stopped): {0}")]
+    Import(#[source] StoreError),
+}
+
+/// Binds the listen address and serves until Ctrl-C or SIGTERM.
+pub async fn serve(stores: &StoreArgs, args: &ServeArgs) -> Result<(), CliError> {
+    let settings = args.settings(stores);
+    app::serve(&settings, args.listen)
+        .await
+        .map_err(|e| match e {
+            app::ServeError::Start(e) => CliError::Start(e),
+            app::ServeError::Listen { addr, source } => CliError::Listen { addr, source },
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::app::Settings;
+
+    /// Every default is written once: what `serve` runs with when no flag or variable is
+    /// given is exactly `Settings::default()`.
+    #[test]
+    fn the_command_lines_defaults_are_the_settings_defaults() {
+        let cli = Cli::try_parse_from(["tokencache", "serve"]).expect("parses");
+        let Command::Serve(args) = &cli.command else {
+            panic!("serve parsed as another command");
+        };
+        let from_cli = args.settings(&cli.stores);
+        assert_eq!(
+            format!("{from_cli:?}"),
+            format!("{:?}", Settings::default())
+        );
+    }
+}

@@ -1,0 +1,100 @@
+//! From the arguments to the settings each part of the server takes.
+use std::time::Duration;
+
+use super::args::{AccountArgs, DeliveryArg, LangArg, ServeArgs, StoreArgs};
+use crate::app::Settings;
+use crate::delivery::DeliverySettings;
+use crate::domain::limits::Limits;
+use crate::domain::password::Argon2Settings;
+use crate::domain::Rules;
+use crate::http::{HttpSettings, Lang};
+use crate::secret::Secret;
+
+impl AccountArgs {
+    pub(super) fn limits(&self) -> Limits {
+        Limits {
+            code_ttl: self.code_ttl,
+            code_resend: self.code_resend,
+            code_attempts: self.code_attempts,
+            login_failures: self.login_failures,
+            login_window: self.login_window,
+            ip_window: self.ip_window,
+            ip_authorize: self.ip_limit_authorize,
+            ip_get_verify: self.ip_limit_get_verify,
+            ip_check_user: self.ip_limit_check_user,
+            ip_doaction: self.ip_limit_doaction,
+        }
+    }
+
+    pub(super) fn delivery(&self) -> DeliverySettings {
+        match (self.code_delivery, &self.code_webhook) {
+            (DeliveryArg::Webhook, Some(url)) => DeliverySettings::Webhook {
+                url: Secret::new(url.clone()),
+                timeout: Duration::from_millis(self.code_webhook_timeout_ms),
+                secret: self
+                    .code_webhook_secret
+                    .clone()
+                    .filter(|s| !s.is_empty())
+                    .map(Secret::new),
+            },
+            // clap requires --code-webhook with `webhook`.
+            _ => DeliverySettings::Log,
+        }
+    }
+}
+
+impl StoreArgs {
+    pub(super) fn rules(&self, freshness_window: u64) -> Rules {
+        Rules {
+            freshness_window,
+            argon2: Argon2Settings {
+                memory_kib: self.argon2_memory_kib,
+                iterations: self.argon2_iterations,
+                parallelism: self.argon2_parallelism,
+            },
+            limits: Limits::default(),
+        }
+    }
+
+    /// Settings for a command other than `serve`.
+    pub(super) fn settings(&self, migrate: bool) -> Settings {
+        Settings {
+            database_url: self.database_url.clone(),
+            redis_url: self.redis_url.clone(),
+            redis_prefix: self.redis_prefix.clone(),
+            redis_timeout: Duration::from_millis(self.redis_timeout_ms),
+            database_timeout: Duration::from_millis(self.database_timeout_ms),
+            db_zone: self.db_time_zone,
+            migrate,
+            rules: self.rules(Rules::default().freshness_window),
+            http: HttpSettings::default(),
+            delivery: DeliverySettings::default(),
+        }
+    }
+}
+
+impl ServeArgs {
+    pub fn settings(&self, stores: &StoreArgs) -> Settings {
+        Settings {
+            migrate: !self.no_migrate,
+            rules: Rules {
+                limits: self.accounts.limits(),
+                ..stores.rules(self.freshness_window)
+            },
+            delivery: self.accounts.delivery(),
+            http: HttpSettings {
+                compat_http_200: self.compat_http_200,
+                max_body_bytes: self.max_body_bytes,
+                lang: match self.lang {
+                    LangArg::En => Lang::En,
+                    LangArg::Zh => Lang::Zh,
+                },
+                shutdown_grace: Duration::from_secs(self.shutdown_grace),
+                forward_auth_cache_secs: self.forward_auth_cache_secs,
+                max_connections: self.max_connections,
+                trust_forwarded_for: self.accounts.trust_forwarded_for,
+            },
+            ..stores.settings(true)
+        }
+    }
+}
