@@ -13,12 +13,14 @@
 //! - [`delivery`]: how verification codes reach users (the server log, or a webhook),
 //!   behind `domain::delivery::CodeDelivery`.
 //!
-//! [`app`] wires them from [`app::Settings`]; [`cli`] is the command line;
-//! [`telemetry`] names every metric and renders them for `/metrics`.
+//! [`app`] wires them from [`app::Settings`] and serves; [`cli`] is the command line;
+//! [`clock`] is the one "now" of the domain and the stores; [`telemetry`] names every
+//! metric and renders them for `/metrics`.
 #![forbid(unsafe_code)]
 
 pub mod app;
 pub mod cli;
+pub mod clock;
 pub mod delivery;
 pub mod domain;
 pub mod http;

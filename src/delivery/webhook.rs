@@ -126,7 +126,7 @@ impl CodeDelivery for WebhookDelivery {
                 .post(self.url.clone())
                 .header(reqwest::header::CONTENT_TYPE, "application/json");
             if let Some(secret) = &self.secret {
-                let now = crate::store::tokens::unix_now().max(0).unsigned_abs();
+                let now = crate::clock::unix_now().max(0).unsigned_abs();
                 let signed = signature(secret.expose().as_bytes(), now, &body)
                     .ok_or_else(|| DeliveryError::Transport("cannot sign the call".into()))?;
                 request = request

@@ -1,6 +1,5 @@
 //! authorize and authorize_nopwd: a signed login request from an app, checked in the
 //! seed's order, answered with a new token pair.
-use chrono::Utc;
 
 use super::password::Verdict;
 use super::{required, sign, DomainError, Engine, Grant, Issued};
@@ -73,7 +72,7 @@ impl<T: TokenStore, R: RecordStore> Engine<T, R> {
         }
         if client
             .expire_time
-            .is_some_and(|t| t <= Utc::now().naive_utc())
+            .is_some_and(|t| t <= crate::clock::utc_now())
         {
             return Err(DomainError::ClientExpired);
         }
@@ -176,13 +175,13 @@ impl<T: TokenStore, R: RecordStore> Engine<T, R> {
         if window == 0 {
             return Ok(());
         }
-        let skew = (crate::store::tokens::unix_now() - time).unsigned_abs();
+        let skew = (crate::clock::unix_now() - time).unsigned_abs();
         if skew > window {
             return Err(DomainError::StaleTime);
         }
         // A signature stays acceptable for at most 2 × window (from time - window to
         // time + window), so it is remembered that long.
-        let once = format!("{appid}:{}", signature.to_ascii_lowercase());
+        let once = crate::store::tokens::keys::login_signature(appid, signature);
         if !self.tokens.claim_once(&once, 2 * window).await? {
             return Err(DomainError::Replay);
         }

@@ -32,7 +32,7 @@ impl<T: TokenStore, R: RecordStore> Engine<T, R> {
             .access(&TokenHash::of(token))
             .await?
             .ok_or(DomainError::InvalidToken)?;
-        let seconds_left = record.expires - crate::store::tokens::unix_now();
+        let seconds_left = record.expires - crate::clock::unix_now();
         if seconds_left <= 0 {
             return Err(DomainError::InvalidToken);
         }

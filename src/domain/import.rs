@@ -101,7 +101,7 @@ async fn import_table<S: LegacySource, T: TokenImport>(
     let mut rows = source.legacy_rows(table, mark, batch_size).await?;
     while let Some(last) = rows.last().map(|r| r.id) {
         // One clock reading a batch: a row is live when it still is at this instant.
-        let now = crate::store::tokens::unix_now();
+        let now = crate::clock::unix_now();
         let mut batch = Vec::with_capacity(rows.len());
         for row in &rows {
             match convert(table, row, lifetimes, now) {

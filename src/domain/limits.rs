@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 
 use super::{DomainError, Engine};
+use crate::store::tokens::keys;
 use crate::store::{Counter, RecordStore, TokenStore};
 
 /// The limits (settings). A limit of 0 turns that check off.
@@ -76,11 +77,8 @@ impl IpLimited {
     }
 }
 
-/// The counter of failed logins of a username. Usernames are folded to lower case:
-/// MariaDB's default collation finds "Alice" as "alice", so case must not open a
-/// second counter.
 fn login_counter(username: &str) -> String {
-    format!("login:{}", username.to_lowercase())
+    keys::login_failures(username)
 }
 
 impl<T: TokenStore, R: RecordStore> Engine<T, R> {
@@ -96,7 +94,7 @@ impl<T: TokenStore, R: RecordStore> Engine<T, R> {
         if limit == 0 {
             return Ok(());
         }
-        let counter = format!("ip:{}:{ip}", route.as_str());
+        let counter = keys::ip_requests(route.as_str(), ip);
         let seen = self.tokens.hit(&counter, limits.ip_window).await?;
         if seen.count > limit {
             return Err(DomainError::RateLimited {

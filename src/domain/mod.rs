@@ -202,7 +202,7 @@ impl<T: TokenStore, R: RecordStore> Engine<T, R> {
         with_refresh: bool,
     ) -> Result<Issued, DomainError> {
         let lifetime = grant.lifetime.max(1);
-        let now = crate::store::tokens::unix_now();
+        let now = crate::clock::unix_now();
         let access_token = token::generate();
         let access = AccessRecord {
             username: grant.username.to_owned(),

@@ -1,7 +1,6 @@
 //! OAuth 2.0 (RFC 6749) grants for clients that authenticate with their app_key and
 //! app_secret: password, refresh_token (the same single-use rotation) and
 //! client_credentials (a token for the client itself, no refresh token).
-use chrono::Utc;
 
 use super::{DomainError, Engine, Grant, Issued};
 use crate::store::{Client, RecordStore, TokenHash, TokenStore};
@@ -28,7 +27,7 @@ impl<T: TokenStore, R: RecordStore> Engine<T, R> {
         }
         if client
             .expire_time
-            .is_some_and(|t| t <= Utc::now().naive_utc())
+            .is_some_and(|t| t <= crate::clock::utc_now())
         {
             return Err(DomainError::InvalidClient);
         }

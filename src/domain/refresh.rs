@@ -55,7 +55,7 @@ impl<T: TokenStore, R: RecordStore> Engine<T, R> {
             }
             Some(RefreshState::Live(r)) => r,
         };
-        if record.grant.expires <= crate::store::tokens::unix_now() {
+        if record.grant.expires <= crate::clock::unix_now() {
             return Err(DomainError::InvalidToken);
         }
         let g = &record.grant;

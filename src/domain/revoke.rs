@@ -73,7 +73,7 @@ impl<T: TokenStore, R: RecordStore> Engine<T, R> {
         token: &str,
         hint: Option<&str>,
     ) -> Result<Option<Introspection>, DomainError> {
-        let now = crate::store::tokens::unix_now();
+        let now = crate::clock::unix_now();
         Ok(self
             .find(token, hint)
             .await?

@@ -1,7 +1,6 @@
 //! The client check of the account endpoints: the client exists and is enabled (1002),
 //! has not expired (3), and signed the request (1003). Their requests carry no `time`,
 //! so there is no freshness or replay check.
-use chrono::Utc;
 
 use super::{sign, DomainError, Engine};
 use crate::store::{Client, RecordStore, TokenStore};
@@ -17,7 +16,7 @@ impl<T: TokenStore, R: RecordStore> Engine<T, R> {
         let client = self.client(appid).await?;
         if client
             .expire_time
-            .is_some_and(|t| t <= Utc::now().naive_utc())
+            .is_some_and(|t| t <= crate::clock::utc_now())
         {
             return Err(DomainError::ClientExpired);
         }

@@ -8,6 +8,7 @@ use super::account;
 use super::delivery::{Channel, CodeMessage, Purpose};
 use super::{required, DomainError, Engine};
 use crate::secret::Secret;
+use crate::store::tokens::keys;
 use crate::store::{RecordStore, TokenStore};
 
 /// A get_verify request as it arrived (every field still text).
@@ -64,17 +65,16 @@ fn new_code() -> Secret {
     Secret::new(format!("{:06}", rand::rng().random_range(0..1_000_000u32)))
 }
 
-/// Store names: usernames folded to lower case like the login counters.
 fn code_name(purpose: Purpose, username: &str) -> String {
-    format!("{}:{}", purpose.as_str(), username.to_lowercase())
+    keys::code(purpose.as_str(), username)
 }
 
 fn attempts_counter(purpose: Purpose, username: &str) -> String {
-    format!("code:{}", code_name(purpose, username))
+    keys::code_attempts(purpose.as_str(), username)
 }
 
 fn resend_lock(username: &str) -> String {
-    format!("resend:{}", username.to_lowercase())
+    keys::resend_lock(username)
 }
 
 impl<T: TokenStore, R: RecordStore> Engine<T, R> {

@@ -332,7 +332,7 @@ impl RecordStore for SeaRecords {
 
     async fn create_user(&self, u: &NewUser) -> Result<(), StoreError> {
         let u = u.clone();
-        let reg_time = self.zone.from_utc(chrono::Utc::now().naive_utc());
+        let reg_time = self.zone.from_utc(crate::clock::utc_now());
         let create = self.db.transaction::<_, (), DbErr>(move |txn| {
             Box::pin(async move {
                 let info = user_info::ActiveModel {

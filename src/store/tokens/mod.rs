@@ -1,4 +1,5 @@
 //! Token store implementations and `Tokens`, the one the server picked at start.
+pub mod keys;
 pub mod memory;
 pub mod redis;
 mod value;
@@ -7,11 +8,6 @@ use super::{
     AccessRecord, Counter, FamilyId, IssuedPair, RefreshState, StoreError, TokenHash, TokenStore,
 };
 use crate::secret::Secret;
-
-/// Unix time in whole seconds.
-pub fn unix_now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
 
 /// The token store chosen from the configuration: Redis when `REDIS_URL` is set, the
 /// in-process store otherwise. An enum rather than `dyn`: a static dispatch per call.

@@ -34,8 +34,9 @@ use super::super::import::{ImportedToken, LegacyTable, TokenImport};
 use super::super::{
     AccessRecord, Counter, FamilyId, IssuedPair, RefreshState, StoreError, TokenHash, TokenStore,
 };
-use super::unix_now;
+use super::keys::kind;
 use super::value;
+use crate::clock::unix_now;
 use crate::secret::Secret;
 use crate::telemetry::{self, StoreOp};
 
@@ -83,7 +84,7 @@ impl RedisTokens {
         operation: &'static str,
         select: impl Fn(&IndexedPair) -> bool,
     ) -> Result<u64, StoreError> {
-        let index = self.key("u:", username);
+        let index = self.key(kind::INDEX, username);
         let mut conn = self.conn.clone();
         let members: Vec<Vec<u8>> = self.bounded(operation, conn.zrange(&index, 0, -1)).await?;
         let members: Vec<(Vec<u8>, Member)> = members
@@ -94,7 +95,7 @@ impl RedisTokens {
         let mut reads = redis::pipe();
         for (_, member) in &members {
             if let Member::Refresh(hash) = member {
-                reads.get(self.key("r:", &hash.encode()));
+                reads.get(self.key(kind::REFRESH, &hash.encode()));
             }
         }
         let mut values: std::vec::IntoIter<Option<Vec<u8>>> = if reads.is_empty() {
@@ -134,10 +135,10 @@ impl RedisTokens {
                 continue;
             }
             if let Some(access) = pair.access {
-                deletes.del(self.key("a:", &access.encode()));
+                deletes.del(self.key(kind::ACCESS, &access.encode()));
             }
             if let Some(refresh) = pair.refresh {
-                deletes.del(self.key("r:", &refresh.encode()));
+                deletes.del(self.key(kind::REFRESH, &refresh.encode()));
             }
             deletes.zrem(&index, raw).ignore();
         }
@@ -296,7 +297,7 @@ impl TokenStore for RedisTokens {
     }
 
     async fn access(&self, hash: &TokenHash) -> Result<Option<AccessRecord>, StoreError> {
-        let key = self.key("a:", &hash.encode());
+        let key = self.key(kind::ACCESS, &hash.encode());
         let mut conn = self.conn.clone();
         let raw: Option<Vec<u8>> = self.bounded("get_access", conn.get(key)).await?;
         raw.map(|v| value::decode_access(&v).ok_or_else(|| corrupt("access token")))
@@ -306,7 +307,7 @@ impl TokenStore for RedisTokens {
     async fn issue(&self, pair: &IssuedPair) -> Result<(), StoreError> {
         let access_ttl = u64::from(pair.access.lifetime.max(1));
         let refresh_ttl = access_ttl * 2;
-        let index = self.key("u:", &pair.access.username);
+        let index = self.key(kind::INDEX, &pair.access.username);
         let member = Member::of(pair);
         let (index_ttl, member_end) = match &pair.refresh {
             Some((_, r)) => (refresh_ttl, r.grant.expires),
@@ -332,14 +333,14 @@ impl TokenStore for RedisTokens {
             .arg("GT")
             .ignore()
             .set_ex(
-                self.key("a:", &pair.access_hash.encode()),
+                self.key(kind::ACCESS, &pair.access_hash.encode()),
                 value::encode_access(&pair.access),
                 access_ttl,
             )
             .ignore();
         if let Some((hash, record)) = &pair.refresh {
             pipe.set_ex(
-                self.key("r:", &hash.encode()),
+                self.key(kind::REFRESH, &hash.encode()),
                 value::encode_refresh(record),
                 refresh_ttl,
             )
@@ -351,7 +352,7 @@ impl TokenStore for RedisTokens {
     }
 
     async fn refresh(&self, hash: &TokenHash) -> Result<Option<RefreshState>, StoreError> {
-        let key = self.key("r:", &hash.encode());
+        let key = self.key(kind::REFRESH, &hash.encode());
         let mut conn = self.conn.clone();
         let raw: Option<Vec<u8>> = self.bounded("get_refresh", conn.get(key)).await?;
         raw.map(|v| value::decode_refresh_state(&v).ok_or_else(|| corrupt("refresh token")))
@@ -359,7 +360,7 @@ impl TokenStore for RedisTokens {
     }
 
     async fn take_refresh(&self, hash: &TokenHash) -> Result<Option<RefreshState>, StoreError> {
-        let key = self.key("r:", &hash.encode());
+        let key = self.key(kind::REFRESH, &hash.encode());
         let mut conn = self.conn.clone();
         let invocation = self.take_refresh.key(key);
         let raw: Option<Vec<u8>> = self
@@ -370,7 +371,7 @@ impl TokenStore for RedisTokens {
     }
 
     async fn claim_once(&self, value: &str, ttl_secs: u64) -> Result<bool, StoreError> {
-        self.set_nx_ex("claim_once", &self.key("s:", value), ttl_secs)
+        self.set_nx_ex("claim_once", &self.key(kind::ONCE, value), ttl_secs)
             .await
     }
 
@@ -397,7 +398,7 @@ impl TokenStore for RedisTokens {
     }
 
     async fn hit(&self, counter: &str, window_secs: u64) -> Result<Counter, StoreError> {
-        let key = self.key("n:", counter);
+        let key = self.key(kind::COUNTER, counter);
         let mut pipe = redis::pipe();
         // NX: the window starts at the first hit and is never pushed back by later ones.
         pipe.incr(&key, 1)
@@ -416,7 +417,7 @@ impl TokenStore for RedisTokens {
     }
 
     async fn peek(&self, counter: &str) -> Result<Counter, StoreError> {
-        let key = self.key("n:", counter);
+        let key = self.key(kind::COUNTER, counter);
         let mut pipe = redis::pipe();
         pipe.get(&key).ttl(&key);
         let mut conn = self.conn.clone();
@@ -430,12 +431,12 @@ impl TokenStore for RedisTokens {
 
     async fn clear(&self, counter: &str) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        self.bounded("clear", conn.del::<_, ()>(self.key("n:", counter)))
+        self.bounded("clear", conn.del::<_, ()>(self.key(kind::COUNTER, counter)))
             .await
     }
 
     async fn lock(&self, name: &str, ttl_secs: u64) -> Result<Option<u64>, StoreError> {
-        let key = self.key("l:", name);
+        let key = self.key(kind::LOCK, name);
         if self.set_nx_ex("lock", &key, ttl_secs).await? {
             return Ok(None);
         }
@@ -448,7 +449,7 @@ impl TokenStore for RedisTokens {
 
     async fn unlock(&self, name: &str) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        self.bounded("unlock", conn.del::<_, ()>(self.key("l:", name)))
+        self.bounded("unlock", conn.del::<_, ()>(self.key(kind::LOCK, name)))
             .await
     }
 
@@ -456,21 +457,23 @@ impl TokenStore for RedisTokens {
         let mut conn = self.conn.clone();
         self.bounded(
             "put_code",
-            conn.set_ex::<_, _, ()>(self.key("v:", name), code.expose(), ttl_secs.max(1)),
+            conn.set_ex::<_, _, ()>(self.key(kind::CODE, name), code.expose(), ttl_secs.max(1)),
         )
         .await
     }
 
     async fn code(&self, name: &str) -> Result<Option<Secret>, StoreError> {
         let mut conn = self.conn.clone();
-        let raw: Option<String> = self.bounded("code", conn.get(self.key("v:", name))).await?;
+        let raw: Option<String> = self
+            .bounded("code", conn.get(self.key(kind::CODE, name)))
+            .await?;
         Ok(raw.map(Secret::new))
     }
 
     async fn take_code(&self, name: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
         let removed: u64 = self
-            .bounded("take_code", conn.del(self.key("v:", name)))
+            .bounded("take_code", conn.del(self.key(kind::CODE, name)))
             .await?;
         Ok(removed == 1)
     }
@@ -495,20 +498,20 @@ impl TokenImport for RedisTokens {
                 ImportedToken::Access { hash, record } => (
                     &record.username,
                     Member::bytes(b'a', hash),
-                    self.key("a:", &hash.encode()),
+                    self.key(kind::ACCESS, &hash.encode()),
                     value::encode_access(record),
                     record.expires,
                 ),
                 ImportedToken::Refresh { hash, record } => (
                     &record.grant.username,
                     Member::bytes(b'r', hash),
-                    self.key("r:", &hash.encode()),
+                    self.key(kind::REFRESH, &hash.encode()),
                     value::encode_refresh(record),
                     record.grant.expires,
                 ),
             };
             let ttl = (expires - now).max(1);
-            let index = self.key("u:", username);
+            let index = self.key(kind::INDEX, username);
             pipe.zadd(&index, member, expires)
                 .ignore()
                 .cmd("EXPIRE")
@@ -556,7 +559,7 @@ impl TokenImport for RedisTokens {
 
 impl RedisTokens {
     fn import_key(&self, source: &str, table: LegacyTable) -> String {
-        self.key("m:", &format!("{source}:{}", table.name()))
+        self.key(kind::IMPORT_MARK, &format!("{source}:{}", table.name()))
     }
 }
 
