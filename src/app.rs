@@ -103,7 +103,12 @@ pub async fn engine(settings: &Settings) -> Result<AppEngine, StartError> {
         None => Tokens::Memory(MemoryTokens::new()),
     };
     let delivery = delivery::build(&settings.delivery)?;
-    Ok(Engine::new(tokens, records, settings.rules.clone())?.with_delivery(delivery))
+    Ok(Engine::new(
+        tokens,
+        records,
+        settings.rules.clone(),
+        delivery,
+    )?)
 }
 
 /// Builds the shared state and logs which stores are in use.

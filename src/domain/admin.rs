@@ -3,7 +3,9 @@ use chrono::NaiveDateTime;
 
 use super::{account, token, DomainError, Engine};
 use crate::secret::Secret;
-use crate::store::{Client, NewClient, NewUser, RecordStore, StoreError, TokenStore};
+use crate::store::{
+    Client, Counters, NewClient, NewUser, RecordStore, Revocation, StoreError, TokenStore,
+};
 
 /// A client to create, as given on the command line.
 #[derive(Debug)]
@@ -17,7 +19,7 @@ pub struct ClientSpec {
     pub allow_nopwd: bool,
 }
 
-impl<T: TokenStore, R: RecordStore> Engine<T, R> {
+impl<T: TokenStore + Revocation + Counters, R: RecordStore> Engine<T, R> {
     /// Creates a client; returns its secret (generated unless given).
     pub async fn create_client(&self, spec: ClientSpec) -> Result<Secret, DomainError> {
         if spec.app_key.is_empty() || spec.app_key.len() > 128 {

@@ -3,7 +3,7 @@
 
 use super::password::Verdict;
 use super::{required, sign, DomainError, Engine, Grant, Issued};
-use crate::store::{Client, RecordStore, TokenStore, User};
+use crate::store::{Client, Counters, RecordStore, TokenStore, User};
 
 /// A login request as it arrived (every field still text).
 #[derive(Debug, Default)]
@@ -37,7 +37,7 @@ fn parse_time(text: &str) -> Result<i64, DomainError> {
     i64::try_from(seconds).map_err(|_| DomainError::InvalidParam("time"))
 }
 
-impl<T: TokenStore, R: RecordStore> Engine<T, R> {
+impl<T: TokenStore + Counters, R: RecordStore> Engine<T, R> {
     /// authorize (with a password) or authorize_nopwd (`with_password == false`).
     pub async fn authorize(
         &self,
@@ -156,14 +156,6 @@ impl<T: TokenStore, R: RecordStore> Engine<T, R> {
         Ok(user)
     }
 
-    /// The enabled client with this app_key (1002 otherwise).
-    pub(crate) async fn client(&self, appid: &str) -> Result<Client, DomainError> {
-        match self.records.client(appid).await? {
-            Some(c) if !c.disabled => Ok(c),
-            _ => Err(DomainError::UnknownClient),
-        }
-    }
-
     /// Refuses a `time` outside the freshness window and a signature seen inside it.
     pub(crate) async fn check_fresh(
         &self,
@@ -186,6 +178,16 @@ impl<T: TokenStore, R: RecordStore> Engine<T, R> {
             return Err(DomainError::Replay);
         }
         Ok(())
+    }
+}
+
+impl<T, R: RecordStore> Engine<T, R> {
+    /// The enabled client with this app_key (1002 otherwise): the records alone.
+    pub(crate) async fn client(&self, appid: &str) -> Result<Client, DomainError> {
+        match self.records.client(appid).await? {
+            Some(c) if !c.disabled => Ok(c),
+            _ => Err(DomainError::UnknownClient),
+        }
     }
 }
 

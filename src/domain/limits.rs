@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use super::{DomainError, Engine};
 use crate::store::tokens::keys;
-use crate::store::{Counter, RecordStore, TokenStore};
+use crate::store::{Counter, Counters, RecordStore};
 
 /// The limits (settings). A limit of 0 turns that check off.
 #[derive(Debug, Clone)]
@@ -81,7 +81,7 @@ fn login_counter(username: &str) -> String {
     keys::login_failures(username)
 }
 
-impl<T: TokenStore, R: RecordStore> Engine<T, R> {
+impl<T: Counters, R: RecordStore> Engine<T, R> {
     /// Counts a request from `ip` on `route`; refuses it past the route's limit.
     pub async fn limit_ip(&self, route: IpLimited, ip: IpAddr) -> Result<(), DomainError> {
         let limits = &self.rules.limits;

@@ -169,26 +169,25 @@ pub struct Engine<T, R> {
     pub records: R,
     pub rules: Rules,
     pub passwords: Passwords,
-    /// Sends verification codes; the server log unless `with_delivery` says otherwise.
+    /// Sends verification codes (the caller picks how: the log, a webhook).
     pub delivery: Arc<dyn CodeDelivery>,
 }
 
 impl<T: TokenStore, R: RecordStore> Engine<T, R> {
-    pub fn new(tokens: T, records: R, rules: Rules) -> Result<Self, PasswordError> {
+    pub fn new(
+        tokens: T,
+        records: R,
+        rules: Rules,
+        delivery: Arc<dyn CodeDelivery>,
+    ) -> Result<Self, PasswordError> {
         let passwords = Passwords::new(rules.argon2)?;
         Ok(Self {
             tokens,
             records,
             rules,
             passwords,
-            delivery: Arc::new(crate::delivery::log::LogDelivery),
+            delivery,
         })
-    }
-
-    /// The same engine sending verification codes through `delivery`.
-    pub fn with_delivery(mut self, delivery: Arc<dyn CodeDelivery>) -> Self {
-        self.delivery = delivery;
-        self
     }
 
     /// Creates and stores a new pair for a user of a client. `family` is the login the

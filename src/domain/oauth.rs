@@ -3,7 +3,7 @@
 //! client_credentials (a token for the client itself, no refresh token).
 
 use super::{DomainError, Engine, Grant, Issued};
-use crate::store::{Client, RecordStore, TokenHash, TokenStore};
+use crate::store::{Client, Counters, RecordStore, Revocation, TokenHash, TokenStore};
 
 /// The username of client_credentials tokens: the client itself, marked so it never
 /// collides with a user account.
@@ -11,7 +11,7 @@ pub fn client_subject(app_key: &str) -> String {
     format!("client:{app_key}")
 }
 
-impl<T: TokenStore, R: RecordStore> Engine<T, R> {
+impl<T: TokenStore + Revocation + Counters, R: RecordStore> Engine<T, R> {
     /// The enabled, unexpired client whose secret this is (`InvalidClient` otherwise).
     pub async fn authenticate_client(
         &self,

@@ -3,7 +3,7 @@
 use super::delivery::Purpose;
 use super::verify::{purpose, username_ok};
 use super::{account, required, DomainError, Engine};
-use crate::store::{NewUser, RecordStore, StoreError, TokenStore};
+use crate::store::{NewUser, RecordStore, StoreError, TokenBackend};
 
 /// A doaction request as it arrived (every field still text).
 #[derive(Debug, Default)]
@@ -24,7 +24,7 @@ pub struct Action<'a> {
 /// The widest `bundle_id` the account table holds.
 const MAX_BUNDLE_ID: usize = 128;
 
-impl<T: TokenStore, R: RecordStore> Engine<T, R> {
+impl<T: TokenBackend, R: RecordStore> Engine<T, R> {
     /// check_user: whether an account of that name exists.
     pub async fn check_user(&self, username: Option<&str>) -> Result<bool, DomainError> {
         let username = required(username, "username")?;

@@ -3,9 +3,9 @@
 //! so there is no freshness or replay check.
 
 use super::{sign, DomainError, Engine};
-use crate::store::{Client, RecordStore, TokenStore};
+use crate::store::{Client, RecordStore};
 
-impl<T: TokenStore, R: RecordStore> Engine<T, R> {
+impl<T, R: RecordStore> Engine<T, R> {
     /// The client `appid`, once `signature` is found to be MD5(parts… + its secret).
     pub(crate) async fn signed_client(
         &self,

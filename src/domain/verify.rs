@@ -9,7 +9,7 @@ use super::delivery::{Channel, CodeMessage, Purpose};
 use super::{required, DomainError, Engine};
 use crate::secret::Secret;
 use crate::store::tokens::keys;
-use crate::store::{RecordStore, TokenStore};
+use crate::store::{Codes, Counters, RecordStore};
 
 /// A get_verify request as it arrived (every field still text).
 #[derive(Debug, Default)]
@@ -77,7 +77,7 @@ fn resend_lock(username: &str) -> String {
     keys::resend_lock(username)
 }
 
-impl<T: TokenStore, R: RecordStore> Engine<T, R> {
+impl<T: Counters + Codes, R: RecordStore> Engine<T, R> {
     /// get_verify: checks the request and sends a code (or, for a sign-up through a
     /// client that ignores codes, nothing). The code is never returned.
     pub async fn get_verify(&self, req: &VerifyRequest<'_>) -> Result<(), DomainError> {

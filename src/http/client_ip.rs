@@ -8,9 +8,9 @@ use hyper::header::HeaderMap;
 use super::Request;
 use crate::domain::limits::IpLimited;
 use crate::domain::DomainError;
-use crate::store::{RecordStore, TokenStore};
+use crate::store::{RecordStore, TokenBackend};
 
-impl<T: TokenStore, R: RecordStore> Request<'_, T, R> {
+impl<T: TokenBackend, R: RecordStore> Request<'_, T, R> {
     /// Counts this request against the per-IP limit of `route` (refused past it);
     /// returns the client IP it counted.
     pub async fn limit_ip(&self, route: IpLimited) -> Result<IpAddr, DomainError> {

@@ -10,7 +10,7 @@ use hyper::{Response, StatusCode};
 
 use super::error::{chain, domain_answer};
 use super::{Body, State};
-use crate::store::{RecordStore, TokenStore};
+use crate::store::{RecordStore, TokenBackend};
 
 /// The token of an `Authorization: Bearer <token>` header.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -49,7 +49,7 @@ fn empty(status: StatusCode) -> Response<Body> {
 /// 200 with the identity headers for a live token, 401 for a missing or dead one, 503
 /// when the token store is unreachable and 500 for a value it cannot read (the gateway
 /// must not read those as "deny"): the forward-auth column of `error::Answer`.
-pub async fn auth<T: TokenStore, R: RecordStore>(
+pub async fn auth<T: TokenBackend, R: RecordStore>(
     state: &State<T, R>,
     headers: &HeaderMap,
 ) -> Response<Body> {

@@ -36,7 +36,7 @@ use error::ApiError;
 use routes::{GetRoute, PostRoute, Route};
 
 use crate::domain::Engine;
-use crate::store::{RecordStore, TokenStore};
+use crate::store::{RecordStore, TokenBackend};
 
 /// HTTP settings.
 #[derive(Debug, Clone)]
@@ -96,7 +96,7 @@ pub struct Request<'a, T, R> {
     pub request_id: &'a str,
 }
 
-impl<T: TokenStore, R: RecordStore> Request<'_, T, R> {
+impl<T: TokenBackend, R: RecordStore> Request<'_, T, R> {
     /// The body as the endpoint's struct, from JSON or a form.
     pub fn parse<B: DeserializeOwned>(&self) -> Result<B, ApiError> {
         body::parse(&self.parts, &self.body)
@@ -150,7 +150,7 @@ fn lang_of(headers: &HeaderMap, default: Lang) -> Lang {
 
 /// Routes one request; never fails (errors become envelopes). Times it for metrics and
 /// tags the answer with its request id.
-pub async fn handle<T: TokenStore, R: RecordStore>(
+pub async fn handle<T: TokenBackend, R: RecordStore>(
     state: Arc<State<T, R>>,
     peer: SocketAddr,
     req: hyper::Request<Incoming>,
@@ -167,7 +167,7 @@ pub async fn handle<T: TokenStore, R: RecordStore>(
     Ok(response)
 }
 
-async fn route_request<T: TokenStore, R: RecordStore>(
+async fn route_request<T: TokenBackend, R: RecordStore>(
     state: &State<T, R>,
     peer: SocketAddr,
     req: hyper::Request<Incoming>,
@@ -215,7 +215,7 @@ async fn route_request<T: TokenStore, R: RecordStore>(
 }
 
 /// The POST routes other than check_token.
-async fn cold_post<T: TokenStore, R: RecordStore>(
+async fn cold_post<T: TokenBackend, R: RecordStore>(
     req: &Request<'_, T, R>,
     route: PostRoute,
 ) -> Result<Response<Body>, ApiError> {
@@ -265,7 +265,7 @@ fn error_response(e: &ApiError, reply: Replier, route: &str, request_id: &str) -
 
 /// Serves HTTP/1.1 on `listener` until `shutdown` resolves, then stops accepting and
 /// lets in-flight requests finish (bounded by `shutdown_grace`).
-pub async fn serve<T: TokenStore, R: RecordStore>(
+pub async fn serve<T: TokenBackend, R: RecordStore>(
     listener: TcpListener,
     state: Arc<State<T, R>>,
     shutdown: impl Future<Output = ()>,

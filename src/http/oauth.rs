@@ -17,7 +17,7 @@ use super::{Body, Request};
 use crate::domain::limits::IpLimited;
 use crate::domain::revoke::TokenKind;
 use crate::domain::{DomainError, Issued};
-use crate::store::{Client, RecordStore, TokenStore};
+use crate::store::{Client, RecordStore, TokenBackend};
 
 #[derive(Deserialize, Default)]
 struct OAuthBody {
@@ -121,7 +121,7 @@ fn answer(result: Result<Response<Body>, Failure>) -> Result<Response<Body>, Api
     Ok(result.unwrap_or_else(|Failure(e, basic)| oauth_error(&e, basic)))
 }
 
-async fn client<T: TokenStore, R: RecordStore>(
+async fn client<T: TokenBackend, R: RecordStore>(
     req: &Request<'_, T, R>,
     body: &OAuthBody,
 ) -> Result<Client, Failure> {
@@ -135,7 +135,7 @@ async fn client<T: TokenStore, R: RecordStore>(
         .map_err(|e| Failure(e, basic))
 }
 
-fn parse(req: &Request<'_, impl TokenStore, impl RecordStore>) -> Result<OAuthBody, Failure> {
+fn parse(req: &Request<'_, impl TokenBackend, impl RecordStore>) -> Result<OAuthBody, Failure> {
     req.parse::<OAuthBody>()
         .map_err(|_| Failure(DomainError::InvalidParam("body"), false))
 }
@@ -157,13 +157,13 @@ fn token_answer(issued: &Issued) -> Response<Body> {
 }
 
 /// POST /oauth2/token
-pub async fn token<T: TokenStore, R: RecordStore>(
+pub async fn token<T: TokenBackend, R: RecordStore>(
     req: &Request<'_, T, R>,
 ) -> Result<Response<Body>, ApiError> {
     answer(grant(req).await)
 }
 
-async fn grant<T: TokenStore, R: RecordStore>(
+async fn grant<T: TokenBackend, R: RecordStore>(
     req: &Request<'_, T, R>,
 ) -> Result<Response<Body>, Failure> {
     let body = parse(req)?;
@@ -199,13 +199,13 @@ async fn grant<T: TokenStore, R: RecordStore>(
 }
 
 /// POST /oauth2/introspect
-pub async fn introspect<T: TokenStore, R: RecordStore>(
+pub async fn introspect<T: TokenBackend, R: RecordStore>(
     req: &Request<'_, T, R>,
 ) -> Result<Response<Body>, ApiError> {
     answer(introspection(req).await)
 }
 
-async fn introspection<T: TokenStore, R: RecordStore>(
+async fn introspection<T: TokenBackend, R: RecordStore>(
     req: &Request<'_, T, R>,
 ) -> Result<Response<Body>, Failure> {
     let body = parse(req)?;
@@ -237,13 +237,13 @@ async fn introspection<T: TokenStore, R: RecordStore>(
 }
 
 /// POST /oauth2/revoke
-pub async fn revoke<T: TokenStore, R: RecordStore>(
+pub async fn revoke<T: TokenBackend, R: RecordStore>(
     req: &Request<'_, T, R>,
 ) -> Result<Response<Body>, ApiError> {
     answer(revocation(req).await)
 }
 
-async fn revocation<T: TokenStore, R: RecordStore>(
+async fn revocation<T: TokenBackend, R: RecordStore>(
     req: &Request<'_, T, R>,
 ) -> Result<Response<Body>, Failure> {
     let body = parse(req)?;

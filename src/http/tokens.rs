@@ -8,7 +8,7 @@ use super::Request;
 use crate::domain::authorize::Login;
 use crate::domain::limits::IpLimited;
 use crate::domain::Issued;
-use crate::store::{RecordStore, TokenStore};
+use crate::store::{RecordStore, TokenBackend};
 
 #[derive(Deserialize)]
 struct AuthorizeBody {
@@ -96,7 +96,7 @@ struct CheckedData<'a> {
     token_type: &'a str,
 }
 
-pub async fn authorize<T: TokenStore, R: RecordStore>(
+pub async fn authorize<T: TokenBackend, R: RecordStore>(
     req: &Request<'_, T, R>,
     with_password: bool,
 ) -> Result<hyper::Response<super::Body>, ApiError> {
@@ -140,7 +140,7 @@ pub async fn authorize<T: TokenStore, R: RecordStore>(
     }
 }
 
-pub async fn check_token<T: TokenStore, R: RecordStore>(
+pub async fn check_token<T: TokenBackend, R: RecordStore>(
     req: &Request<'_, T, R>,
 ) -> Result<hyper::Response<super::Body>, ApiError> {
     let body: CheckTokenBody = req.parse()?;
@@ -153,7 +153,7 @@ pub async fn check_token<T: TokenStore, R: RecordStore>(
     }))
 }
 
-pub async fn refresh_token<T: TokenStore, R: RecordStore>(
+pub async fn refresh_token<T: TokenBackend, R: RecordStore>(
     req: &Request<'_, T, R>,
 ) -> Result<hyper::Response<super::Body>, ApiError> {
     let body: RefreshBody = req.parse()?;
@@ -161,7 +161,7 @@ pub async fn refresh_token<T: TokenStore, R: RecordStore>(
     Ok(req.reply.ok(issued.data(true)))
 }
 
-pub async fn logout<T: TokenStore, R: RecordStore>(
+pub async fn logout<T: TokenBackend, R: RecordStore>(
     req: &Request<'_, T, R>,
 ) -> Result<hyper::Response<super::Body>, ApiError> {
     let body: LogoutBody = req.parse()?;

@@ -1,5 +1,129 @@
-//! Record store implementations: sea-orm over MySQL/MariaDB or SQLite.
+//! The record store family: clients and users, the `RecordStore` trait, and its one
+//! implementation, sea-orm over MySQL/MariaDB or SQLite.
 mod entities;
 mod legacy;
 pub mod sea;
 pub mod zone;
+
+use std::future::Future;
+
+use chrono::NaiveDateTime;
+
+use super::StoreError;
+use crate::secret::Secret;
+
+/// An app allowed to log users in (`oauth2_client_tbl`).
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub app_key: String,
+    pub app_secret: Secret,
+    /// When the client stops being accepted (code 3); `None`: never.
+    pub expire_time: Option<NaiveDateTime>,
+    /// 1: verification codes forced, 2: ignored.
+    pub strict_verify: i32,
+    /// Access-token lifetime in seconds; refresh tokens live twice as long.
+    pub token_expire_time: i32,
+    /// Trusted to call authorize_nopwd.
+    pub allow_nopwd: bool,
+    pub disabled: bool,
+}
+
+/// A client to create.
+#[derive(Debug, Clone)]
+pub struct NewClient {
+    pub app_key: String,
+    pub app_secret: Secret,
+    pub expire_time: Option<NaiveDateTime>,
+    pub strict_verify: i32,
+    pub token_expire_time: i32,
+    pub allow_nopwd: bool,
+}
+
+/// A user account (`user_account_tbl`).
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: i32,
+    pub account: String,
+    /// An argon2id PHC string, or a legacy plain value imported from an old database.
+    pub password: Secret,
+    pub account_type: i32,
+    pub app_key: String,
+    pub disabled: bool,
+}
+
+/// A user to create; `password` is already hashed.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub account: String,
+    pub password_hash: Secret,
+    pub account_type: i32,
+    pub app_key: String,
+    pub reg_ip: String,
+    pub bundle_id: String,
+}
+
+/// What get_userinfo shows of an account.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub account: String,
+    pub account_type: i32,
+    pub app_key: String,
+    pub nickname: String,
+    pub headurl: String,
+    /// UTC; `None` for a legacy row without one.
+    pub reg_time: Option<NaiveDateTime>,
+    pub reg_ip: String,
+    pub bundle_id: String,
+}
+
+/// Clients and users.
+pub trait RecordStore: Send + Sync + 'static {
+    /// What kind of store this is (`mysql`, `sqlite`), for logs and readiness.
+    fn name(&self) -> &'static str;
+
+    /// Connections open and in use, for metrics (`None` when not pooled).
+    fn pool_usage(&self) -> Option<(u32, u32)>;
+
+    fn client(
+        &self,
+        app_key: &str,
+    ) -> impl Future<Output = Result<Option<Client>, StoreError>> + Send;
+    fn clients(&self) -> impl Future<Output = Result<Vec<Client>, StoreError>> + Send;
+    fn create_client(
+        &self,
+        client: &NewClient,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// `false` when no such client exists.
+    fn disable_client(
+        &self,
+        app_key: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    fn user(&self, account: &str) -> impl Future<Output = Result<Option<User>, StoreError>> + Send;
+    fn create_user(&self, user: &NewUser) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// `false` when no such user exists.
+    fn set_password(
+        &self,
+        account: &str,
+        password_hash: &Secret,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// `false` when no such user exists.
+    fn disable_user(&self, account: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A user's account row joined with its `user_info_tbl` row.
+    fn profile(
+        &self,
+        account: &str,
+    ) -> impl Future<Output = Result<Option<Profile>, StoreError>> + Send;
+
+    /// Sets nickname and headurl (creating the `user_info_tbl` row of a legacy account
+    /// that has none); `false` when no such user exists.
+    fn update_profile(
+        &self,
+        account: &str,
+        nickname: &str,
+        headurl: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}

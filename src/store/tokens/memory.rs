@@ -6,7 +6,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::super::{
-    AccessRecord, Counter, FamilyId, IssuedPair, RefreshState, StoreError, TokenHash, TokenStore,
+    AccessRecord, Codes, Counter, Counters, FamilyId, IssuedPair, RefreshState, Revocation,
+    StoreError, TokenHash, TokenStore,
 };
 use crate::secret::Secret;
 
@@ -181,19 +182,12 @@ impl TokenStore for MemoryTokens {
         Ok(Some(seen))
     }
 
-    async fn claim_once(&self, value: &str, ttl_secs: u64) -> Result<bool, StoreError> {
-        let now = Instant::now();
-        let mut state = self.guard();
-        if state.once.get(value).is_some_and(|until| *until > now) {
-            return Ok(false);
-        }
-        state
-            .once
-            .insert(value.to_owned(), now + lifetime(ttl_secs));
-        state.wrote(now);
-        Ok(true)
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
     }
+}
 
+impl Revocation for MemoryTokens {
     async fn revoke_user(&self, username: &str) -> Result<u64, StoreError> {
         Ok(self.guard().revoke(username, |_| true))
     }
@@ -205,9 +199,20 @@ impl TokenStore for MemoryTokens {
     async fn revoke_family(&self, username: &str, family: &FamilyId) -> Result<u64, StoreError> {
         Ok(self.guard().revoke(username, |m| m.family == *family))
     }
+}
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        Ok(())
+impl Counters for MemoryTokens {
+    async fn claim_once(&self, value: &str, ttl_secs: u64) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut state = self.guard();
+        if state.once.get(value).is_some_and(|until| *until > now) {
+            return Ok(false);
+        }
+        state
+            .once
+            .insert(value.to_owned(), now + lifetime(ttl_secs));
+        state.wrote(now);
+        Ok(true)
     }
 
     async fn hit(&self, counter: &str, window_secs: u64) -> Result<Counter, StoreError> {
@@ -265,7 +270,9 @@ impl TokenStore for MemoryTokens {
         self.guard().locks.remove(name);
         Ok(())
     }
+}
 
+impl Codes for MemoryTokens {
     async fn put_code(&self, name: &str, code: &Secret, ttl_secs: u64) -> Result<(), StoreError> {
         let now = Instant::now();
         let mut state = self.guard();

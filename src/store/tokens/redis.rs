@@ -32,7 +32,8 @@ use redis::{AsyncCommands, RedisError};
 
 use super::super::import::{ImportedToken, LegacyTable, TokenImport};
 use super::super::{
-    AccessRecord, Counter, FamilyId, IssuedPair, RefreshState, StoreError, TokenHash, TokenStore,
+    AccessRecord, Codes, Counter, Counters, FamilyId, IssuedPair, RefreshState, Revocation,
+    StoreError, TokenHash, TokenStore,
 };
 use super::keys::kind;
 use super::value;
@@ -370,11 +371,14 @@ impl TokenStore for RedisTokens {
             .transpose()
     }
 
-    async fn claim_once(&self, value: &str, ttl_secs: u64) -> Result<bool, StoreError> {
-        self.set_nx_ex("claim_once", &self.key(kind::ONCE, value), ttl_secs)
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        self.bounded("ping", redis::cmd("PING").query_async::<()>(&mut conn))
             .await
     }
+}
 
+impl Revocation for RedisTokens {
     async fn revoke_user(&self, username: &str) -> Result<u64, StoreError> {
         // The members are removed one by one (an index left empty is gone): deleting the
         // whole key would also drop a pair issued since the members were read.
@@ -390,10 +394,11 @@ impl TokenStore for RedisTokens {
         self.revoke_members(username, "revoke_family", |p| p.family == Some(*family))
             .await
     }
+}
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        self.bounded("ping", redis::cmd("PING").query_async::<()>(&mut conn))
+impl Counters for RedisTokens {
+    async fn claim_once(&self, value: &str, ttl_secs: u64) -> Result<bool, StoreError> {
+        self.set_nx_ex("claim_once", &self.key(kind::ONCE, value), ttl_secs)
             .await
     }
 
@@ -452,7 +457,9 @@ impl TokenStore for RedisTokens {
         self.bounded("unlock", conn.del::<_, ()>(self.key(kind::LOCK, name)))
             .await
     }
+}
 
+impl Codes for RedisTokens {
     async fn put_code(&self, name: &str, code: &Secret, ttl_secs: u64) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         self.bounded(
