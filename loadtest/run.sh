@@ -16,6 +16,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=deploy/lib.sh
+source "$HERE/../deploy/lib.sh"
 ROOT=$(cd "$HERE/.." && pwd)
 SCENARIOS="check_token authorize refresh_token mixed soak"
 
@@ -115,16 +117,7 @@ cleanup() {
   fi
   if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
     log "stopping tokencache (pid $SERVER_PID)"
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 1 150); do
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$SERVER_PID" 2>/dev/null; then
-      log "tokencache did not stop in 15 s: killing it"
-      kill -KILL "$SERVER_PID" 2>/dev/null || true
-    fi
-    wait "$SERVER_PID" 2>/dev/null || true
+    stop_pid "$SERVER_PID" 15
   fi
   if [[ $OWN_PREFIX == 1 && ${KEEP_REDIS:-0} != 1 ]] && command -v redis-cli >/dev/null 2>&1; then
     # Only the keys of this run's own prefix.
@@ -236,21 +229,6 @@ log "note: users keep the password they were created with (USER_PASSWORD must no
 
 # ---------------------------------------------------------------------------
 # 4. The server
-free_port() {
-  if command -v python3 >/dev/null 2>&1; then
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-    return
-  fi
-  local p
-  for _ in $(seq 1 100); do
-    p=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      echo "$p"
-      return
-    fi
-  done
-  return 1
-}
 PORT=$(free_port) || die "no free port found"
 BASE_URL="http://127.0.0.1:$PORT"
 log "starting tokencache on $BASE_URL (Redis prefix $TOKENCACHE_REDIS_PREFIX, log $SERVER_LOG)"
