@@ -33,6 +33,9 @@ pub const STORE_ERRORS: &str = "tokencache_store_errors_total";
 pub const STORE_POOL_SIZE: &str = "tokencache_store_pool_connections";
 /// Connections in use by `store` (Redis: operations in flight on its connection).
 pub const STORE_POOL_IN_USE: &str = "tokencache_store_pool_in_use";
+/// Connections the server closed by `reason`: `idle` (no request head in time) or
+/// `ip_share` (their address held its share of the slots already).
+pub const CONNECTIONS_CLOSED: &str = "tokencache_connections_closed_total";
 /// Always 1, labelled with the `version`.
 pub const BUILD_INFO: &str = "tokencache_build_info";
 
@@ -118,6 +121,10 @@ fn describe() {
         "Duration of store operations."
     );
     describe_counter!(STORE_ERRORS, "Failed store operations.");
+    describe_counter!(
+        CONNECTIONS_CLOSED,
+        "Connections closed by the server: idle past their deadline, or over their address's share."
+    );
     describe_gauge!(STORE_POOL_SIZE, "Connections a store keeps open.");
     describe_gauge!(
         STORE_POOL_IN_USE,
@@ -226,6 +233,10 @@ pub fn refresh_reuse() {
 
 pub fn revocation(route: &'static str) {
     count(REVOCATIONS, "route", route);
+}
+
+pub fn connections_closed(reason: &'static str, n: u64) {
+    counter!(CONNECTIONS_CLOSED, "reason" => reason).increment(n);
 }
 
 pub fn login_failure(reason: &'static str) {

@@ -188,6 +188,16 @@ pub struct ServeArgs {
     /// Open connections served at once; more wait in the listen backlog.
     #[arg(long, env = "TOKENCACHE_MAX_CONNECTIONS", default_value_t = HTTP.max_connections)]
     pub max_connections: usize,
+    /// Connections one client address may hold at once (past it a new one is closed);
+    /// 0: no limit. Behind a proxy every connection has the proxy's address: raise it.
+    #[arg(long, env = "TOKENCACHE_MAX_CONNECTIONS_PER_IP", default_value_t = HTTP.max_connections_per_ip)]
+    pub max_connections_per_ip: usize,
+    /// Seconds a new connection has to send a complete request head before it is closed.
+    #[arg(long, env = "TOKENCACHE_HEADER_TIMEOUT", default_value_t = HTTP.header_timeout.as_secs())]
+    pub header_timeout: u64,
+    /// Seconds a keep-alive connection may wait for its next request before it is closed.
+    #[arg(long, env = "TOKENCACHE_IDLE_TIMEOUT", default_value_t = HTTP.idle_timeout.as_secs())]
+    pub idle_timeout: u64,
     #[command(flatten)]
     pub accounts: AccountArgs,
 }

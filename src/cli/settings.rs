@@ -92,6 +92,9 @@ impl ServeArgs {
                 shutdown_grace: Duration::from_secs(self.shutdown_grace),
                 forward_auth_cache_secs: self.forward_auth_cache_secs,
                 max_connections: self.max_connections,
+                max_connections_per_ip: self.max_connections_per_ip,
+                header_timeout: Duration::from_secs(self.header_timeout),
+                idle_timeout: Duration::from_secs(self.idle_timeout),
                 trust_forwarded_for: self.accounts.trust_forwarded_for,
             },
             ..stores.settings(true)

@@ -3,6 +3,7 @@
 mod accounts;
 pub mod body;
 mod client_ip;
+pub mod conns;
 pub mod envelope;
 pub mod error;
 mod gateway;
@@ -30,6 +31,7 @@ use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use conns::{ConnLimits, Conns};
 use envelope::Replier;
 pub use envelope::{Body, Lang};
 use error::ApiError;
@@ -53,9 +55,15 @@ pub struct HttpSettings {
     /// How long (seconds) a gateway may cache a positive forward-auth answer; never past
     /// the token's expiry. 0: `Cache-Control: no-store`.
     pub forward_auth_cache_secs: u64,
-    /// Open connections served at once; further ones wait in the listen backlog. Bounds
-    /// what slow or idle clients can hold.
+    /// Open connections served at once; further ones wait in the listen backlog.
     pub max_connections: usize,
+    /// Connections one client address may hold (0: no limit): past it, a new one is
+    /// closed at once, so one client cannot take every slot.
+    pub max_connections_per_ip: usize,
+    /// How long a new connection has to send a complete request head.
+    pub header_timeout: Duration,
+    /// How long a keep-alive connection may wait for its next request head.
+    pub idle_timeout: Duration,
     /// Take the client IP from the first `X-Forwarded-For` hop (behind a trusted proxy).
     pub trust_forwarded_for: bool,
 }
@@ -69,6 +77,10 @@ impl HttpSettings {
         shutdown_grace: Duration::from_secs(10),
         forward_auth_cache_secs: 0,
         max_connections: 10_000,
+        max_connections_per_ip: 1_000,
+        // nginx's client_header_timeout and keepalive_timeout.
+        header_timeout: Duration::from_secs(60),
+        idle_timeout: Duration::from_secs(75),
         trust_forwarded_for: false,
     };
 }
@@ -273,10 +285,16 @@ pub async fn serve<T: TokenBackend, R: RecordStore>(
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     // No header-read timer: hyper arms one per request, which cost check_token a fifth
-    // of its throughput (measured with ../shared/bench/ratio.sh). Slow or idle clients
-    // are bounded by the connection cap instead.
+    // of its throughput (measured with ../shared/bench/ratio.sh). Idle and slow clients
+    // are closed by `conns`' sweeper instead, and one address holds a share of the slots.
     builder.keep_alive(true);
     let slots = Arc::new(Semaphore::new(state.http.max_connections.max(1)));
+    let conns = Conns::new(ConnLimits {
+        header_timeout: state.http.header_timeout,
+        idle_timeout: state.http.idle_timeout,
+        per_ip: state.http.max_connections_per_ip,
+    });
+    let sweeper = conns.start_sweeper();
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -298,18 +316,41 @@ pub async fn serve<T: TokenBackend, R: RecordStore>(
             },
             () = &mut shutdown => break,
         };
+        let Some(admitted) = conns.admit(peer.ip()) else {
+            // Over its address's share: closed at once, the slot given back.
+            crate::telemetry::connections_closed("ip_share", 1);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let conn_state = state.clone();
-        let service = service_fn(move |req| handle(conn_state.clone(), peer, req));
+        let tracked = admitted.conn.clone();
+        let service = service_fn(move |req| {
+            tracked.begin();
+            let done = tracked.clone();
+            let answer = handle(conn_state.clone(), peer, req);
+            async move {
+                let response = answer.await;
+                done.end();
+                response
+            }
+        });
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            tokio::select! {
+                result = conn => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                }
+                // Past its deadline: dropping the connection closes it.
+                () = admitted.conn.close.notified() => {}
             }
+            drop(admitted);
             drop(slot);
         });
     }
     drop(listener);
+    sweeper.abort();
     let grace = state.http.shutdown_grace;
     if tokio::time::timeout(grace, graceful.shutdown())
         .await

@@ -1,0 +1,131 @@
+//! An idle-connection flood, as an attacker with nothing but a TCP client makes one:
+//! 10,000 connections from one address that never send a byte. Another client is still
+//! answered, the flood's connections beyond its address's share are closed at once, and
+//! the rest once their header deadline has passed. Its own test binary: it holds 10,000
+//! sockets, which the other suites' tests should not share a process with.
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use common::*;
+use reqwest::StatusCode;
+use tokio::net::TcpStream;
+
+const FLOOD: usize = 10_000;
+
+/// How many of `streams` the server still holds open (not closed: no EOF yet).
+fn still_open(streams: &[TcpStream]) -> usize {
+    let mut buf = [0u8; 1];
+    streams
+        .iter()
+        .filter(|s| match s.try_read(&mut buf) {
+            Ok(0) => false,
+            Ok(_) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => true,
+            Err(_) => false,
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_flood_from_one_address_does_not_starve_other_clients() {
+    let app = TestApp::spawn_with(Backend::Embedded, |s| {
+        s.http.header_timeout = Duration::from_secs(2);
+        s.http.idle_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let share = app.settings.http.max_connections_per_ip;
+    assert!(
+        share > 0 && share < FLOOD,
+        "the default share is a part of the slots"
+    );
+    let (access, _) = app.login().await;
+    let addr: SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+
+    // The flood: connections from 127.0.0.1 that send nothing.
+    let mut flood = Vec::with_capacity(FLOOD);
+    let mut refused = 0;
+    for _ in 0..FLOOD {
+        match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => flood.push(s),
+            _ => refused += 1,
+        }
+    }
+    assert!(flood.len() >= FLOOD * 9 / 10, "{refused} connects failed");
+    // Let the server accept what it will.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let open = still_open(&flood);
+    assert!(
+        open <= share,
+        "{open} of the flood's connections are held, more than the share of {share}"
+    );
+
+    // Another client (another address of the loopback) is answered, every time.
+    let other = reqwest::Client::builder()
+        .local_address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)))
+        .timeout(Duration::from_secs(5))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let mut took = Vec::with_capacity(100);
+    for _ in 0..100 {
+        let started = Instant::now();
+        let r = other
+            .post(format!("{}/api/v1/check_token", app.base))
+            .json(&serde_json::json!({ "token": access }))
+            .send()
+            .await
+            .expect("answered while the flood holds its connections");
+        assert_eq!(r.status(), StatusCode::OK);
+        took.push(started.elapsed());
+    }
+    took.sort();
+    // A figure, not a pass/fail condition (timing belongs in benchmarks).
+    eprintln!(
+        "check_token from another address during the flood: p50 {:?}, p99 {:?}, max {:?} \
+         ({} flood connections held, share {share})",
+        took[49], took[98], took[99], open
+    );
+
+    // After the header deadline (2 s, swept every 250 ms) none of the flood is held.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(
+        still_open(&flood),
+        0,
+        "idle connections outlived their deadline"
+    );
+    // The server still answers the flood's own address once it behaves.
+    assert_eq!(app.check_token(&access).await.0, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keep_alive_connection_is_closed_after_its_idle_timeout_not_before() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = TestApp::spawn_with(Backend::Embedded, |s| {
+        s.http.header_timeout = Duration::from_secs(30);
+        s.http.idle_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let addr: SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = conn.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // Within the idle timeout the connection serves another request.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let n = conn.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // Idle past it (1 s, swept every 250 ms): closed by the server.
+    let closed = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
+        .await
+        .expect("the server closed the idle connection");
+    assert_eq!(closed.unwrap_or(0), 0, "EOF");
+}
