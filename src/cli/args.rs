@@ -168,6 +168,11 @@ pub struct ServeArgs {
     /// also refused when seen twice within it. 0 turns both checks off (old clients).
     #[arg(long, env = "TOKENCACHE_FRESHNESS_WINDOW", default_value_t = Rules::DEFAULT.freshness_window)]
     pub freshness_window: u64,
+    /// Seconds the OAuth endpoints (token, introspect, revoke) use a client read from the
+    /// database before reading it again: a client changed with the CLI is seen within
+    /// it. 0: every call reads the database.
+    #[arg(long, env = "TOKENCACHE_CLIENT_CACHE_SECS", default_value_t = Rules::DEFAULT.client_cache.as_secs())]
+    pub client_cache_secs: u64,
     /// Request body cap in bytes (HTTP 413 past it).
     #[arg(long, env = "TOKENCACHE_MAX_BODY_BYTES", default_value_t = HTTP.max_body_bytes)]
     pub max_body_bytes: usize,

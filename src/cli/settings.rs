@@ -52,7 +52,7 @@ impl StoreArgs {
                 iterations: self.argon2_iterations,
                 parallelism: self.argon2_parallelism,
             },
-            limits: Limits::default(),
+            ..Rules::DEFAULT
         }
     }
 
@@ -79,6 +79,7 @@ impl ServeArgs {
             migrate: !self.no_migrate,
             rules: Rules {
                 limits: self.accounts.limits(),
+                client_cache: Duration::from_secs(self.client_cache_secs),
                 ..stores.rules(self.freshness_window)
             },
             delivery: self.accounts.delivery(),

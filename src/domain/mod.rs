@@ -6,6 +6,7 @@ pub mod account;
 pub mod admin;
 pub mod authorize;
 pub mod check_token;
+pub mod clients;
 pub mod oauth;
 pub mod password;
 pub mod refresh;
@@ -22,6 +23,7 @@ mod signed;
 pub mod verify;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::secret::Secret;
 use crate::store::{
@@ -41,6 +43,9 @@ pub struct Rules {
     pub argon2: Argon2Settings,
     /// Login lockout, per-IP limits, verification codes.
     pub limits: Limits,
+    /// How long the OAuth endpoints use a client read from the records before reading
+    /// it again (0: every call reads it).
+    pub client_cache: Duration,
 }
 
 impl Rules {
@@ -49,6 +54,7 @@ impl Rules {
         freshness_window: 300,
         argon2: Argon2Settings::DEFAULT,
         limits: Limits::DEFAULT,
+        client_cache: Duration::from_secs(2),
     };
 }
 
@@ -171,6 +177,8 @@ pub struct Engine<T, R> {
     pub passwords: Passwords,
     /// Sends verification codes (the caller picks how: the log, a webhook).
     pub delivery: Arc<dyn CodeDelivery>,
+    /// The clients the OAuth endpoints read recently.
+    pub clients: clients::ClientCache,
 }
 
 impl<T: TokenStore, R: RecordStore> Engine<T, R> {
@@ -184,6 +192,7 @@ impl<T: TokenStore, R: RecordStore> Engine<T, R> {
         Ok(Self {
             tokens,
             records,
+            clients: clients::ClientCache::new(rules.client_cache),
             rules,
             passwords,
             delivery,

@@ -18,7 +18,7 @@ impl<T: TokenStore + Revocation + Counters, R: RecordStore> Engine<T, R> {
         app_key: &str,
         secret: &str,
     ) -> Result<Client, DomainError> {
-        let client = match self.records.client(app_key).await? {
+        let client = match self.cached_client(app_key).await? {
             Some(c) if !c.disabled => c,
             _ => return Err(DomainError::InvalidClient),
         };

@@ -9,6 +9,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
 use crate::common::*;
+use crate::on_each_backend;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs MariaDB and the redis-server program: cargo test -- --include-ignored"]
@@ -117,4 +118,82 @@ async fn check_token_and_refresh_keep_working_while_mysql_is_down() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready["failed"], json!(["mysql"]), "{ready}");
     app.cleanup().await;
+}
+
+/// POST /oauth2/introspect of `token` with the test client's credentials (HTTP Basic).
+async fn introspect(app: &TestApp, token: &str) -> (StatusCode, serde_json::Value) {
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{APP_KEY}:{APP_SECRET}"));
+    let r = app
+        .http
+        .post(format!("{}/oauth2/introspect", app.base))
+        .header("authorization", format!("Basic {basic}"))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    (
+        r.status(),
+        r.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MariaDB and Redis: cargo test -- --include-ignored"]
+async fn introspection_keeps_answering_while_mysql_is_down() {
+    let (mut settings, db, _) = TestApp::fresh_settings(Backend::Real).await;
+    let mut proxy = CuttableProxy::to("127.0.0.1:3306").await;
+    let db_name = db.clone().unwrap();
+    settings.database_url = Some(format!("mysql://root@{}/{db_name}", proxy.addr));
+    settings.database_timeout = Duration::from_millis(1000);
+    settings.rules.client_cache = Duration::from_millis(500);
+    let app = TestApp::start(Backend::Real, settings, db, None).await;
+    app.create_client(APP_KEY, APP_SECRET, 3600, false, None)
+        .await;
+    app.create_user("alice", PASSWORD).await;
+    let (access, _) = app.login().await;
+    let (status, v) = introspect(&app, &access).await;
+    assert_eq!(
+        (status, &v["active"]),
+        (StatusCode::OK, &json!(true)),
+        "{v}"
+    );
+
+    proxy.cut();
+    // Past the client cache's time too: the last copy read serves while the records
+    // cannot be read.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for _ in 0..3 {
+        let (status, v) = introspect(&app, &access).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(v["active"], json!(true), "{v}");
+        assert_eq!(v["username"], json!("alice"), "{v}");
+    }
+    // Logins still need the database.
+    assert_fails(&app.authorize("alice", PASSWORD).await, 503, 1);
+}
+
+on_each_backend! {
+    async fn introspection_sees_a_client_disabled_with_the_cli_within_the_cache_time(backend) {
+        let app = TestApp::spawn_with(backend, |s| s.rules.client_cache = Duration::from_secs(1)).await;
+        let (access, _) = app.login().await;
+        assert_eq!(introspect(&app, &access).await.0, StatusCode::OK);
+        // As `tokencache client disable` does it: in the records, from another process.
+        tokencache::store::RecordStore::disable_client(&app.state.engine.records, APP_KEY)
+            .await
+            .unwrap();
+        let disabled = std::time::Instant::now();
+        let mut refused = None;
+        while disabled.elapsed() < Duration::from_secs(5) {
+            let (status, v) = introspect(&app, &access).await;
+            if status == StatusCode::UNAUTHORIZED {
+                assert_eq!(v["error"], json!("invalid_client"), "{v}");
+                refused = Some(disabled.elapsed());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let after = refused.expect("the disabled client was still accepted after 5 s");
+        eprintln!("client disabled: refused by introspection after {after:?} (cache 1 s)");
+    }
 }
