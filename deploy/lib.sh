@@ -30,15 +30,20 @@ wait_for() {
   done
 }
 
-# Stops a process of ours: TERM, up to $2 seconds (default 10), then KILL.
+# Stops a process of ours: TERM, up to $2 seconds (default 10), then KILL. Status 1
+# when it had to be killed.
 stop_pid() {
-  local pid=$1 secs=${2:-10}
+  local pid=$1 secs=${2:-10} killed=0
   [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
   kill -TERM "$pid" 2>/dev/null || true
   for _ in $(seq $((secs * 10))); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
-  kill -KILL "$pid" 2>/dev/null || true
+  if kill -0 "$pid" 2>/dev/null; then
+    killed=1
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
   wait "$pid" 2>/dev/null || true
+  return "$killed"
 }

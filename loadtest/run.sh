@@ -117,7 +117,7 @@ cleanup() {
   fi
   if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
     log "stopping tokencache (pid $SERVER_PID)"
-    stop_pid "$SERVER_PID" 15
+    stop_pid "$SERVER_PID" 15 || log "tokencache did not stop in 15 s: killed it"
   fi
   if [[ $OWN_PREFIX == 1 && ${KEEP_REDIS:-0} != 1 ]] && command -v redis-cli >/dev/null 2>&1; then
     # Only the keys of this run's own prefix.

@@ -95,5 +95,5 @@ for b in bad:
     print(f"[check]    Dockerfile COPY {b}", file=sys.stderr)
 sys.exit(1 if bad else 0)
 EOF
-for f in deploy/*.sh; do bash -n "$f" || fail "$f: syntax"; done
-log "   Dockerfile, .dockerignore, deploy/*.sh: ok"
+for f in deploy/*.sh deploy/check/*.sh; do bash -n "$f" || fail "$f: syntax"; done
+log "   Dockerfile, .dockerignore, deploy/*.sh, deploy/check/*.sh: ok"

@@ -56,7 +56,7 @@ pub async fn serve(stores: &StoreArgs, args: &ServeArgs) -> Result<(), CliError>
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
+    use clap::{CommandFactory, FromArgMatches};
 
     use super::*;
     use crate::app::Settings;
@@ -65,7 +65,14 @@ mod tests {
     /// given is exactly `Settings::default()`.
     #[test]
     fn the_command_lines_defaults_are_the_settings_defaults() {
-        let cli = Cli::try_parse_from(["tokencache", "serve"]).expect("parses");
+        // With every environment variable ignored: the machine's own (DATABASE_URL, …)
+        // must not take part.
+        let no_env = |c: clap::Command| c.mut_args(|a| a.env(None::<&str>));
+        let command = no_env(Cli::command()).mut_subcommand("serve", no_env);
+        let matches = command
+            .try_get_matches_from(["tokencache", "serve"])
+            .expect("parses");
+        let cli = Cli::from_arg_matches(&matches).expect("matches");
         let Command::Serve(args) = &cli.command else {
             panic!("serve parsed as another command");
         };

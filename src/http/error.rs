@@ -88,10 +88,14 @@ impl ApiError {
         }
     }
 
-    /// Whether the failure is the server's (worth a warning in the log), not the client's.
+    /// Whether the failure is the server's (worth a warning in the log), not the client's:
+    /// every store failure (a unique-key conflict the domain did not expect included),
+    /// and whatever answers 5xx in any dialect.
     pub fn is_server_side(&self) -> bool {
         let a = self.answer();
-        a.status.is_server_error() || a.oauth_status.is_server_error()
+        matches!(self, ApiError::Domain(DomainError::Store(_)))
+            || a.status.is_server_error()
+            || a.oauth_status.is_server_error()
     }
 
     /// Seconds for a `Retry-After` header: rate limits, lockouts, the code resend lock.

@@ -417,3 +417,35 @@ async fn the_token_endpoint_refuses_another_clients_refresh_token_without_using_
     assert_eq!(status, StatusCode::OK, "{v}");
     app.cleanup().await;
 }
+
+/// A stored value the server cannot read is its own fault, the same in every dialect:
+/// 500 / code 101 for check_token, 500 for forward-auth (never a deny a gateway would
+/// turn into a login page).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MariaDB and Redis: cargo test -- --include-ignored"]
+async fn a_stored_value_the_server_cannot_read_is_a_500_in_every_dialect() {
+    let app = TestApp::spawn(Backend::Real).await;
+    let token = "CorruptValueToken000000000000000";
+    let key = format!(
+        "{}a:{}",
+        app.settings.redis_prefix,
+        tokencache::store::TokenHash::of(token).encode()
+    );
+    let mut conn = redis_conn().await.unwrap();
+    redis::cmd("SET")
+        .arg(&key)
+        .arg("not a record")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    assert_fails(&app.check_token(token).await, 500, 101);
+    let r = app
+        .http
+        .get(format!("{}/api/v1/auth", app.base))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(r.headers().get("www-authenticate").is_none());
+}
