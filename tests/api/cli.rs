@@ -7,25 +7,11 @@ use serde_json::{json, Value};
 use crate::common::*;
 
 fn run(database_url: &str, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_tokencache"))
-        .args(args)
-        .env("DATABASE_URL", database_url)
-        .env_remove("REDIS_URL")
-        .env("TOKENCACHE_ARGON2_MEMORY_KIB", "256")
-        .env("TOKENCACHE_ARGON2_ITERATIONS", "1")
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("tokencache runs")
+    tokencache_cli(database_url, None, args)
 }
 
 fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
+    succeeded(out)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

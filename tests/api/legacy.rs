@@ -2,8 +2,6 @@
 //! like its own (`tests/fixtures/xxjwxc_oauth2_*.sql`) is adopted in place by `tokencache
 //! migrate`, or refused with nothing changed; every endpoint and the CLI work on it; and
 //! `import-legacy-tokens` carries its live tokens over.
-use std::process::Output;
-
 use reqwest::StatusCode;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
 use serde_json::json;
@@ -195,35 +193,6 @@ impl Drop for Prefix {
     }
 }
 
-/// Runs the tokencache binary with a database and, when given, a Redis prefix.
-fn tokencache(database_url: &str, redis_prefix: Option<&str>, args: &[&str]) -> Output {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tokencache"));
-    command
-        .args(args)
-        .env("DATABASE_URL", database_url)
-        .env("TOKENCACHE_ARGON2_MEMORY_KIB", "256")
-        .env("TOKENCACHE_ARGON2_ITERATIONS", "1")
-        .env("RUST_LOG", "warn")
-        .env_remove("TOKENCACHE_DB_TIME_ZONE");
-    match redis_prefix {
-        Some(prefix) => command
-            .env("REDIS_URL", REDIS_URL)
-            .env("TOKENCACHE_REDIS_PREFIX", prefix),
-        None => command.env_remove("REDIS_URL"),
-    };
-    command.output().expect("tokencache runs")
-}
-
-fn stdout_of(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
 /// A server on the adopted database, with a Redis prefix of its own.
 async fn serve_on(legacy: &LegacyDb) -> TestApp {
     let (mut settings, own_db, _) = TestApp::fresh_settings(Backend::Real).await;
@@ -252,7 +221,7 @@ async fn migrate_adopts_the_originals_database_in_place_and_a_second_run_changes
         .collect();
     assert!(operator_before.len() >= 4, "{operator_before:?}");
 
-    stdout_of(&tokencache(&legacy.url, None, &["migrate"]));
+    succeeded(&tokencache_cli(&legacy.url, None, &["migrate"]));
 
     // Not a row or a seed column lost; the operator's own objects untouched.
     assert_eq!(legacy.seed_rows().await, rows_before);
@@ -319,7 +288,7 @@ async fn migrate_adopts_the_originals_database_in_place_and_a_second_run_changes
 
     // Twice: nothing changes the second time, and nothing is left to do.
     let schema_once = legacy.snapshot().await;
-    stdout_of(&tokencache(&legacy.url, None, &["migrate"]));
+    succeeded(&tokencache_cli(&legacy.url, None, &["migrate"]));
     assert_eq!(legacy.snapshot().await, schema_once);
     assert!(migration::adoption_plan(&legacy.db)
         .await
@@ -328,7 +297,7 @@ async fn migrate_adopts_the_originals_database_in_place_and_a_second_run_changes
     // Even without the migrations table (an operator who dropped it): the adoption finds
     // nothing to do on what it adopted.
     legacy.exec("DROP TABLE seaql_migrations").await;
-    stdout_of(&tokencache(&legacy.url, None, &["migrate"]));
+    succeeded(&tokencache_cli(&legacy.url, None, &["migrate"]));
     let mut again = legacy.snapshot().await;
     again.retain(|s| !s.contains("seaql_migrations"));
     let mut once = schema_once.clone();
@@ -348,7 +317,7 @@ async fn a_fresh_database_gets_tokencaches_own_schema_which_the_adoption_leaves_
     migration::Migrator::up(&db, Some(1)).await.unwrap();
     let plan = migration::adoption_plan(&db).await.unwrap();
     assert!(plan.is_empty(), "{plan:?}");
-    stdout_of(&tokencache(&url, None, &["migrate"]));
+    succeeded(&tokencache_cli(&url, None, &["migrate"]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -383,7 +352,7 @@ async fn migrate_refuses_what_it_cannot_adopt_and_leaves_the_database_exactly_as
         .await;
     let before = legacy.snapshot().await;
 
-    let out = tokencache(&legacy.url, None, &["migrate"]);
+    let out = tokencache_cli(&legacy.url, None, &["migrate"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     for needle in [
@@ -411,7 +380,7 @@ async fn migrate_refuses_what_it_cannot_adopt_and_leaves_the_database_exactly_as
     );
 
     // Serving refuses the same way.
-    let served = tokencache(&legacy.url, None, &["serve", "--listen", "127.0.0.1:0"]);
+    let served = tokencache_cli(&legacy.url, None, &["serve", "--listen", "127.0.0.1:0"]);
     assert!(!served.status.success());
     assert!(String::from_utf8_lossy(&served.stderr).contains("'testapp' (3 rows)"));
     assert_eq!(legacy.snapshot().await, before);
@@ -534,7 +503,7 @@ async fn every_endpoint_and_the_cli_work_on_an_adopted_database() {
     assert_fails(&app.post("/api/v1/doaction", &body).await, 400, 1017);
 
     // The CLI on the same database.
-    let list = stdout_of(&tokencache(&legacy.url, None, &["client", "list"]));
+    let list = succeeded(&tokencache_cli(&legacy.url, None, &["client", "list"]));
     for line in [
         "testapp\t7200\t2\t2099-01-01T00:00:00+00:00\tfalse\tfalse",
         "oldapp\t7200\t2\t2020-01-01T00:00:00+00:00\tfalse\tfalse",
@@ -543,7 +512,7 @@ async fn every_endpoint_and_the_cli_work_on_an_adopted_database() {
         assert!(list.contains(line), "{line:?} not in {list}");
     }
     assert!(!list.contains("test-secret-0123"), "{list}");
-    stdout_of(&tokencache(
+    succeeded(&tokencache_cli(
         &legacy.url,
         None,
         &[
@@ -560,12 +529,12 @@ async fn every_endpoint_and_the_cli_work_on_an_adopted_database() {
         "NULL",
         "a client that never expires"
     );
-    stdout_of(&tokencache(
+    succeeded(&tokencache_cli(
         &legacy.url,
         None,
         &["client", "disable", "oldapp"],
     ));
-    stdout_of(&tokencache(
+    succeeded(&tokencache_cli(
         &legacy.url,
         None,
         &[
@@ -609,7 +578,7 @@ async fn the_database_time_zone_is_applied_to_the_originals_local_times() {
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
-    let summary = stdout_of(&out);
+    let summary = succeeded(&out);
     assert!(
         summary.contains("expires read as Asia/Shanghai time"),
         "{summary}"
@@ -661,7 +630,7 @@ async fn import_legacy_tokens_carries_over_exactly_the_tokens_the_original_would
              VALUES ('MixedCaseAccessToken000000000000', 'web', 'testapp', 'Dave', UTC_TIMESTAMP() + INTERVAL 1 HOUR)",
         )
         .await;
-    stdout_of(&tokencache(&legacy.url, None, &["migrate"]));
+    succeeded(&tokencache_cli(&legacy.url, None, &["migrate"]));
     let guard = Prefix::new();
     let prefix = guard.0.clone();
     let rows_before = legacy.seed_rows().await;
@@ -670,7 +639,7 @@ async fn import_legacy_tokens_carries_over_exactly_the_tokens_the_original_would
         let url = legacy.url.clone();
         let prefix = prefix.clone();
         async move {
-            stdout_of(&tokencache(
+            succeeded(&tokencache_cli(
                 &url,
                 Some(&prefix),
                 &["import-legacy-tokens", "--batch-size", batch],
@@ -740,7 +709,7 @@ async fn import_legacy_tokens_carries_over_exactly_the_tokens_the_original_would
     assert_eq!(app.check_token(&new_access).await.0, StatusCode::OK);
 
     // The imported tokens are in the users' indexes: logging a user out revokes them.
-    stdout_of(&tokencache(
+    succeeded(&tokencache_cli(
         &legacy.url,
         Some(&prefix),
         &["user", "logout", "18020119796"],
@@ -800,7 +769,7 @@ async fn import_legacy_tokens_carries_over_exactly_the_tokens_the_original_would
     );
     let (_, v) = app.check_token("MixedCaseAccessToken000000000000").await;
     assert_eq!(v["data"]["username"], json!("dave"));
-    stdout_of(&tokencache(
+    succeeded(&tokencache_cli(
         &legacy.url,
         Some(&prefix),
         &["user", "logout", "dave"],
@@ -819,7 +788,7 @@ async fn import_legacy_tokens_carries_over_exactly_the_tokens_the_original_would
 #[ignore = "needs MariaDB and Redis: cargo test -- --include-ignored"]
 async fn import_legacy_tokens_needs_redis_and_says_so() {
     let legacy = LegacyDb::create(false).await;
-    let out = tokencache(&legacy.url, None, &["import-legacy-tokens"]);
+    let out = tokencache_cli(&legacy.url, None, &["import-legacy-tokens"]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("set REDIS_URL"),
@@ -855,7 +824,7 @@ async fn adoption_keeps_a_columns_precision_default_and_on_update() {
     legacy
         .exec("UPDATE oauth2_client_tbl SET expire_time = '2099-01-01 00:00:00.123' WHERE id = 1")
         .await;
-    stdout_of(&tokencache(&legacy.url, None, &["migrate"]));
+    succeeded(&tokencache_cli(&legacy.url, None, &["migrate"]));
     let show = legacy
         .strings("SELECT CONCAT_WS(' | ', COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, EXTRA, COLUMN_COMMENT) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'oauth2_client_tbl' AND COLUMN_NAME = 'expire_time'")
         .await;
@@ -892,5 +861,5 @@ async fn a_timestamp_column_with_a_local_time_zone_is_refused() {
         "{stderr}"
     );
     // In UTC the same database is fine.
-    stdout_of(&tokencache(&legacy.url, None, &["migrate"]));
+    succeeded(&tokencache_cli(&legacy.url, None, &["migrate"]));
 }

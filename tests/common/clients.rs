@@ -133,3 +133,40 @@ pub fn serve_help() -> String {
         .expect("tokencache runs");
     String::from_utf8(out.stdout).expect("UTF-8 help")
 }
+
+/// Runs the tokencache binary on a database (and, with a prefix, on the shared Redis),
+/// with cheap password hashes and no setting from the machine's environment that would
+/// change what it does.
+pub fn tokencache_cli(
+    database_url: &str,
+    redis_prefix: Option<&str>,
+    args: &[&str],
+) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tokencache"));
+    command
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env("TOKENCACHE_ARGON2_MEMORY_KIB", "256")
+        .env("TOKENCACHE_ARGON2_ITERATIONS", "1")
+        .env("RUST_LOG", "warn")
+        .env_remove("TOKENCACHE_DB_TIME_ZONE");
+    match redis_prefix {
+        Some(prefix) => command
+            .env("REDIS_URL", super::services::REDIS_URL)
+            .env("TOKENCACHE_REDIS_PREFIX", prefix),
+        None => command.env_remove("REDIS_URL"),
+    };
+    command.output().expect("tokencache runs")
+}
+
+/// The standard output of a command that must have succeeded (its output otherwise).
+#[track_caller]
+pub fn succeeded(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).expect("UTF-8 output")
+}
