@@ -6,11 +6,10 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::accounts_on_both_stores;
 use crate::common::*;
-use crate::on_each_backend;
+use crate::on_both_stores;
 
-accounts_on_both_stores! {
+on_both_stores! {
     async fn sign_up_with_a_mailed_code_creates_a_user_who_can_log_in(app, hook) {
         let user = "new.user@example.com";
         let got = app.check_user(user).await;
@@ -329,8 +328,8 @@ accounts_on_both_stores! {
 }
 
 // A code dies with its TTL (1 s here instead of 600 s).
-on_each_backend! {
-    async fn a_code_expires_with_its_ttl(backend) {
+on_both_stores! {
+    async fn a_code_expires_with_its_ttl(backend: Backend) {
         let (app, hook) = spawn_with_webhook(backend, |s| {
             s.rules.limits.code_ttl = 1;
             s.rules.limits.code_resend = 1;

@@ -4,7 +4,6 @@ use serde_json::json;
 
 use crate::common::*;
 use crate::on_both_stores;
-use crate::on_each_backend;
 
 on_both_stores! {
     async fn check_token_refuses_a_missing_token_with_1001_and_an_unknown_one_with_102(app) {
@@ -104,8 +103,8 @@ on_both_stores! {
 }
 
 // A token dies with its TTL: a client with a 1-second lifetime.
-on_each_backend! {
-    async fn an_access_token_dies_when_its_lifetime_is_over(backend) {
+on_both_stores! {
+    async fn an_access_token_dies_when_its_lifetime_is_over(backend: Backend) {
         let app = TestApp::spawn(backend).await;
         app.create_client("short", "short-secret", 1, false, None)
             .await;

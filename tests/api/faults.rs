@@ -9,7 +9,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
 use crate::common::*;
-use crate::on_each_backend;
+use crate::on_both_stores;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs MariaDB and the redis-server program: cargo test -- --include-ignored"]
@@ -173,8 +173,8 @@ async fn introspection_keeps_answering_while_mysql_is_down() {
     assert_fails(&app.authorize("alice", PASSWORD).await, 503, 1);
 }
 
-on_each_backend! {
-    async fn introspection_sees_a_client_disabled_with_the_cli_within_the_cache_time(backend) {
+on_both_stores! {
+    async fn introspection_sees_a_client_disabled_with_the_cli_within_the_cache_time(backend: Backend) {
         let app = TestApp::spawn_with(backend, |s| s.rules.client_cache = Duration::from_secs(1)).await;
         let (access, _) = app.login().await;
         assert_eq!(introspect(&app, &access).await.0, StatusCode::OK);

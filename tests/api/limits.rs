@@ -8,7 +8,6 @@ use serde_json::json;
 
 use crate::common::*;
 use crate::on_both_stores;
-use crate::on_each_backend;
 
 on_both_stores! {
     async fn five_failed_logins_lock_the_username_even_for_the_right_password(app) {
@@ -60,8 +59,8 @@ on_both_stores! {
 }
 
 // The lockout ends with its window (1 s here instead of 900 s).
-on_each_backend! {
-    async fn the_lockout_ends_with_its_window(backend) {
+on_both_stores! {
+    async fn the_lockout_ends_with_its_window(backend: Backend) {
         let app = TestApp::spawn_with(backend, |s| s.rules.limits.login_window = 1).await;
         for _ in 0..5 {
             assert_fails(&app.authorize("alice", "wrong").await, 401, 1004);
@@ -74,8 +73,8 @@ on_each_backend! {
 }
 
 // Tight per-IP limits: the request past the limit gets 405 / 429 with Retry-After.
-on_each_backend! {
-    async fn per_ip_limits_answer_429_with_retry_after(backend) {
+on_both_stores! {
+    async fn per_ip_limits_answer_429_with_retry_after(backend: Backend) {
         let (app, _hook) = spawn_with_webhook(backend, |s| {
             s.rules.limits.ip_authorize = 3;
             s.rules.limits.ip_get_verify = 2;
@@ -156,8 +155,8 @@ on_each_backend! {
 
 // Behind a trusted proxy the first X-Forwarded-For hop is the client: for the limits
 // and for `reg_ip`.
-on_each_backend! {
-    async fn a_trusted_forwarded_for_names_the_client(backend) {
+on_both_stores! {
+    async fn a_trusted_forwarded_for_names_the_client(backend: Backend) {
         let (app, hook) = spawn_with_webhook(backend, |s| {
             s.http.trust_forwarded_for = true;
             s.rules.limits.ip_check_user = 1;

@@ -1,37 +1,35 @@
-//! The macros that run one scenario on each backend: a test on MariaDB + Redis
-//! (`#[ignore]`d in a plain `cargo test`: run with `cargo test -- --include-ignored`)
-//! and one on the embedded stores.
+//! `on_both_stores!`: one scenario run on each backend, as two tests: one on MariaDB +
+//! Redis (`#[ignore]`d in a plain `cargo test`: run with `cargo test --
+//! --include-ignored`) and one on the embedded stores. A scenario takes what it needs:
+//!
+//! - `async fn name(app) { … }`: a server with the test client and `alice`;
+//! - `async fn name(app, hook) { … }`: the same, delivering codes to a receiver `hook`;
+//! - `async fn name(backend: Backend) { … }`: the backend, to start what it needs itself.
 
-/// Runs each scenario on both backends with the default server: `async fn name(app) {…}`.
+/// Runs each scenario on both backends (see the module's text for the three forms).
 #[macro_export]
 macro_rules! on_both_stores {
-    ($(async fn $name:ident($app:ident) $body:block)*) => {$(
+    () => {};
+    (async fn $name:ident($backend:ident : Backend) $body:block $($rest:tt)*) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
-            async fn scenario($app: &$crate::common::TestApp) $body
+            async fn scenario($backend: $crate::common::Backend) $body
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             #[ignore = "needs MariaDB and Redis: cargo test -- --include-ignored"]
             async fn on_mariadb_and_redis() {
-                let app = $crate::common::TestApp::spawn($crate::common::Backend::Real).await;
-                scenario(&app).await;
+                scenario($crate::common::Backend::Real).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn on_embedded_stores() {
-                let app = $crate::common::TestApp::spawn($crate::common::Backend::Embedded).await;
-                scenario(&app).await;
+                scenario($crate::common::Backend::Embedded).await;
             }
         }
-    )*};
-}
-
-/// Runs each scenario on both backends with codes delivered to a receiver in the test:
-/// `async fn name(app, hook) {…}`.
-#[macro_export]
-macro_rules! accounts_on_both_stores {
-    ($(async fn $name:ident($app:ident, $hook:ident) $body:block)*) => {$(
+        $crate::on_both_stores!($($rest)*);
+    };
+    (async fn $name:ident($app:ident, $hook:ident) $body:block $($rest:tt)*) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
@@ -50,29 +48,27 @@ macro_rules! accounts_on_both_stores {
                 scenario(&app, &hook).await;
             }
         }
-    )*};
-}
-
-/// Runs each scenario once per backend, the scenario starting what it needs:
-/// `async fn name(backend) {…}`.
-#[macro_export]
-macro_rules! on_each_backend {
-    ($(async fn $name:ident($backend:ident) $body:block)*) => {$(
+        $crate::on_both_stores!($($rest)*);
+    };
+    (async fn $name:ident($app:ident) $body:block $($rest:tt)*) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
-            async fn scenario($backend: $crate::common::Backend) $body
+            async fn scenario($app: &$crate::common::TestApp) $body
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             #[ignore = "needs MariaDB and Redis: cargo test -- --include-ignored"]
             async fn on_mariadb_and_redis() {
-                scenario($crate::common::Backend::Real).await;
+                let app = $crate::common::TestApp::spawn($crate::common::Backend::Real).await;
+                scenario(&app).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn on_embedded_stores() {
-                scenario($crate::common::Backend::Embedded).await;
+                let app = $crate::common::TestApp::spawn($crate::common::Backend::Embedded).await;
+                scenario(&app).await;
             }
         }
-    )*};
+        $crate::on_both_stores!($($rest)*);
+    };
 }
