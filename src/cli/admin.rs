@@ -51,7 +51,7 @@ pub async fn admin(stores: &StoreArgs, command: Command) -> Result<(), CliError>
             let secret = engine
                 .create_client(ClientSpec {
                     app_key: a.app_key.clone(),
-                    secret: a.secret.map(Secret::new),
+                    secret: client_secret(a.secret_stdin)?,
                     token_ttl: a.token_ttl,
                     strict_verify: a.strict_verify,
                     expires,
@@ -109,11 +109,13 @@ pub async fn admin(stores: &StoreArgs, command: Command) -> Result<(), CliError>
         }
         Command::User(UserCommand::Create {
             username,
-            password,
             app_key,
             json,
         }) => {
-            engine.create_user(&username, &password, &app_key).await?;
+            let password = user_password()?;
+            engine
+                .create_user(&username, password.expose(), &app_key)
+                .await?;
             if json {
                 println!("{}", serde_json::json!({"username": username}));
             } else {
@@ -134,8 +136,9 @@ pub async fn admin(stores: &StoreArgs, command: Command) -> Result<(), CliError>
                 memory_note(stores)
             );
         }
-        Command::User(UserCommand::SetPassword { username, password }) => {
-            let revoked = engine.set_password(&username, &password).await?;
+        Command::User(UserCommand::SetPassword { username }) => {
+            let password = user_password()?;
+            let revoked = engine.set_password(&username, password.expose()).await?;
             println!(
                 "password of {username} set; {revoked} live token(s) revoked{}",
                 memory_note(stores)
@@ -222,6 +225,48 @@ impl Progress for Bar {
             }
         }
     }
+}
+
+/// The variable a user's password may come from.
+const USER_PASSWORD_VAR: &str = "TOKENCACHE_USER_PASSWORD";
+/// The variable a client's secret may come from.
+const CLIENT_SECRET_VAR: &str = "TOKENCACHE_CLIENT_SECRET";
+
+/// A user's password: the variable when set, else one line of standard input.
+fn user_password() -> Result<Secret, CliError> {
+    match std::env::var(USER_PASSWORD_VAR) {
+        Ok(p) if !p.is_empty() => Ok(Secret::new(p)),
+        _ => read_secret("password"),
+    }
+}
+
+/// A client's secret: standard input when asked, else the variable, else none (random).
+fn client_secret(from_stdin: bool) -> Result<Option<Secret>, CliError> {
+    if from_stdin {
+        return read_secret("app_secret").map(Some);
+    }
+    Ok(std::env::var(CLIENT_SECRET_VAR)
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(Secret::new))
+}
+
+/// One line of standard input, without its line end; asked for without echo when
+/// standard input is a terminal.
+fn read_secret(what: &'static str) -> Result<Secret, CliError> {
+    use std::io::IsTerminal;
+    let line = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password(format!("{what}: "))
+    } else {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    }
+    .map_err(|e| CliError::Secret(what, e.to_string()))?;
+    let line = line.trim_end_matches(['\n', '\r']).to_owned();
+    if line.is_empty() {
+        return Err(CliError::Secret(what, "empty".into()));
+    }
+    Ok(Secret::new(line))
 }
 
 /// The in-process token store lives inside the server: a CLI process cannot reach it.

@@ -309,9 +309,11 @@ pub struct ClientCreateArgs {
     /// Access-token lifetime in seconds (refresh tokens live twice as long).
     #[arg(long)]
     pub token_ttl: i32,
-    /// The app_secret; a random 32-character one when not given.
-    #[arg(long, env = "TOKENCACHE_CLIENT_SECRET", hide_env_values = true)]
-    pub secret: Option<String>,
+    /// Read the app_secret from standard input (one line). Without it: the
+    /// TOKENCACHE_CLIENT_SECRET variable when set, else a random 32-character secret.
+    /// Never on the command line, which `ps` and shell history show.
+    #[arg(long)]
+    pub secret_stdin: bool,
     /// 1: verification codes forced, 2: ignored.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=2))]
     pub strict_verify: i32,
@@ -328,12 +330,12 @@ pub struct ClientCreateArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
-    /// Create a user.
+    /// Create a user. The password comes from the TOKENCACHE_USER_PASSWORD variable, else
+    /// from standard input (one line; asked for without echo on a terminal), never from
+    /// the command line.
     Create {
         #[arg(long)]
         username: String,
-        #[arg(long, env = "TOKENCACHE_USER_PASSWORD", hide_env_values = true)]
-        password: String,
         /// The app the user registered through.
         #[arg(long, default_value = "")]
         app_key: String,
@@ -342,8 +344,9 @@ pub enum UserCommand {
     },
     /// Disable a user and revoke all of their tokens.
     Disable { username: String },
-    /// Set a user's password and revoke all of their tokens.
-    SetPassword { username: String, password: String },
+    /// Set a user's password and revoke all of their tokens. The password as for
+    /// `user create`: TOKENCACHE_USER_PASSWORD, else standard input.
+    SetPassword { username: String },
     /// Revoke every live token of a user (log them out everywhere).
     Logout { username: String },
 }

@@ -37,6 +37,8 @@ pub enum CliError {
          lives inside one server process and cannot be filled from here)"
     )]
     ImportNeedsRedis,
+    #[error("no {0} ({1}): give it on standard input or in the variable the help names")]
+    Secret(&'static str, String),
     #[error("import-legacy-tokens reads the original's database: set DATABASE_URL or --from")]
     ImportNeedsSource,
     #[error("import stopped (run it again to go on where it stopped): {0}")]

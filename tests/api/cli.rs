@@ -49,17 +49,37 @@ async fn clients_and_users_made_with_the_cli_can_log_in() {
         ],
     );
     assert!(!again.status.success());
-    ok(&run(
+    // The password on standard input, never on the command line.
+    ok(&tokencache_cli_input(
         &url,
-        &[
-            "user",
-            "create",
-            "--username",
-            "bob@example.com",
-            "--password",
-            "pw-of-bob",
-        ],
+        None,
+        &["user", "create", "--username", "bob@example.com"],
+        "pw-of-bob\n",
     ));
+    // Without one, the command refuses rather than make a user with an empty password.
+    let none = run(&url, &["user", "create", "--username", "eve@example.com"]);
+    assert!(!none.status.success());
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no password"));
+    // A client's secret on standard input.
+    ok(&tokencache_cli_input(
+        &url,
+        None,
+        &[
+            "client",
+            "create",
+            "--app-key",
+            "stdinapp",
+            "--token-ttl",
+            "60",
+            "--secret-stdin",
+        ],
+        "secret-from-stdin\n",
+    ));
+    assert!(ok(&run(
+        &url,
+        &["client", "show", "stdinapp", "--reveal-secret"]
+    ))
+    .contains("app_secret: secret-from-stdin"));
     let list = ok(&run(&url, &["client", "list"]));
     assert!(
         list.contains("cliapp\t600\t1\tnever\tfalse\tfalse"),
@@ -84,10 +104,19 @@ async fn clients_and_users_made_with_the_cli_can_log_in() {
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["data"]["expire_time"], json!("600"));
 
-    ok(&run(
+    ok(&tokencache_cli_input(
         &url,
-        &["user", "set-password", "bob@example.com", "new-pw"],
+        None,
+        &["user", "set-password", "bob@example.com"],
+        "new-pw\n",
     ));
+    // A password on the command line is no longer taken.
+    assert!(!run(
+        &url,
+        &["user", "set-password", "bob@example.com", "other-pw"]
+    )
+    .status
+    .success());
     let t = now_ms().to_string();
     let login = json!({
         "appid": "cliapp", "username": "bob@example.com", "password": "new-pw", "time": t,

@@ -534,17 +534,11 @@ async fn every_endpoint_and_the_cli_work_on_an_adopted_database() {
         None,
         &["client", "disable", "oldapp"],
     ));
-    succeeded(&tokencache_cli(
+    succeeded(&tokencache_cli_input(
         &legacy.url,
         None,
-        &[
-            "user",
-            "create",
-            "--username",
-            "gina",
-            "--password",
-            "gina-pw",
-        ],
+        &["user", "create", "--username", "gina"],
+        "gina-pw\n",
     ));
     assert_eq!(app.authorize("gina", "gina-pw").await.0, StatusCode::OK);
     app.cleanup().await;

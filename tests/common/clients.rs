@@ -142,9 +142,26 @@ pub fn tokencache_cli(
     redis_prefix: Option<&str>,
     args: &[&str],
 ) -> std::process::Output {
+    tokencache_cli_input(database_url, redis_prefix, args, "")
+}
+
+/// The same with `stdin` as its standard input (a password, a secret).
+pub fn tokencache_cli_input(
+    database_url: &str,
+    redis_prefix: Option<&str>,
+    args: &[&str],
+    stdin: &str,
+) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tokencache"));
     command
         .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env_remove("TOKENCACHE_USER_PASSWORD")
+        .env_remove("TOKENCACHE_CLIENT_SECRET")
         .env("DATABASE_URL", database_url)
         .env("TOKENCACHE_ARGON2_MEMORY_KIB", "256")
         .env("TOKENCACHE_ARGON2_ITERATIONS", "1")
@@ -156,7 +173,11 @@ pub fn tokencache_cli(
             .env("TOKENCACHE_REDIS_PREFIX", prefix),
         None => command.env_remove("REDIS_URL"),
     };
-    command.output().expect("tokencache runs")
+    let mut child = command.spawn().expect("tokencache runs");
+    if let Some(mut input) = child.stdin.take() {
+        let _ = input.write_all(stdin.as_bytes());
+    }
+    child.wait_with_output().expect("tokencache runs")
 }
 
 /// The standard output of a command that must have succeeded (its output otherwise).
