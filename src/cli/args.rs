@@ -115,7 +115,7 @@ pub struct StoreArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply pending database migrations and exit.
     Migrate,
     /// Carry xxjwxc/oauth2's live tokens (oauth2_access_token, oauth2_refresh_token)
