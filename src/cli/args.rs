@@ -13,6 +13,13 @@ use crate::http::{HttpSettings, Lang};
 use crate::store::records::zone::DbZone;
 
 const HTTP: HttpSettings = HttpSettings::DEFAULT;
+/// The longest window, lifetime or wait a setting may name: a year. Larger values are
+/// refused when the command line is read, not wrapped or overflowed later.
+const MAX_SECONDS: u64 = 365 * 24 * 3600;
+/// The largest request body cap: 16 MiB.
+const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
+/// The longest access-token lifetime a client may get: a year (refresh tokens twice).
+const MAX_TOKEN_TTL: i64 = 365 * 24 * 3600;
 const LIMITS: Limits = Limits::DEFAULT;
 
 /// A duration as the whole milliseconds a flag takes.
@@ -166,25 +173,25 @@ pub struct ServeArgs {
     pub compat_http_200: bool,
     /// Accepted distance in seconds between a request's `time` and now; a signature is
     /// also refused when seen twice within it. 0 turns both checks off (old clients).
-    #[arg(long, env = "TOKENCACHE_FRESHNESS_WINDOW", default_value_t = Rules::DEFAULT.freshness_window)]
+    #[arg(long, env = "TOKENCACHE_FRESHNESS_WINDOW", default_value_t = Rules::DEFAULT.freshness_window, value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS))]
     pub freshness_window: u64,
     /// Seconds the OAuth endpoints (token, introspect, revoke) use a client read from the
     /// database before reading it again: a client changed with the CLI is seen within
     /// it. 0: every call reads the database.
-    #[arg(long, env = "TOKENCACHE_CLIENT_CACHE_SECS", default_value_t = Rules::DEFAULT.client_cache.as_secs())]
+    #[arg(long, env = "TOKENCACHE_CLIENT_CACHE_SECS", default_value_t = Rules::DEFAULT.client_cache.as_secs(), value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS))]
     pub client_cache_secs: u64,
     /// Request body cap in bytes (HTTP 413 past it).
-    #[arg(long, env = "TOKENCACHE_MAX_BODY_BYTES", default_value_t = HTTP.max_body_bytes)]
+    #[arg(long, env = "TOKENCACHE_MAX_BODY_BYTES", default_value_t = HTTP.max_body_bytes, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_BODY_BYTES))]
     pub max_body_bytes: usize,
     /// Language of the `error` texts when the request has no Accept-Language: zh|en.
     #[arg(long, env = "TOKENCACHE_LANG", value_enum, default_value_t = LangArg::from(HTTP.lang))]
     pub lang: LangArg,
     /// Seconds in-flight requests get to finish on shutdown.
-    #[arg(long, env = "TOKENCACHE_SHUTDOWN_GRACE", default_value_t = HTTP.shutdown_grace.as_secs())]
+    #[arg(long, env = "TOKENCACHE_SHUTDOWN_GRACE", default_value_t = HTTP.shutdown_grace.as_secs(), value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS))]
     pub shutdown_grace: u64,
     /// Seconds a gateway may cache a positive /api/v1/auth answer (never past the
     /// token's expiry); 0 sends Cache-Control: no-store.
-    #[arg(long, env = "TOKENCACHE_FORWARD_AUTH_CACHE_SECS", default_value_t = HTTP.forward_auth_cache_secs)]
+    #[arg(long, env = "TOKENCACHE_FORWARD_AUTH_CACHE_SECS", default_value_t = HTTP.forward_auth_cache_secs, value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS))]
     pub forward_auth_cache_secs: u64,
     /// Threads serving requests; default: one per core but one, at least one (the kernel's
     /// network stack needs the rest; see loadtest/README.md).
@@ -198,10 +205,10 @@ pub struct ServeArgs {
     #[arg(long, env = "TOKENCACHE_MAX_CONNECTIONS_PER_IP", default_value_t = HTTP.max_connections_per_ip)]
     pub max_connections_per_ip: usize,
     /// Seconds a new connection has to send a complete request head before it is closed.
-    #[arg(long, env = "TOKENCACHE_HEADER_TIMEOUT", default_value_t = HTTP.header_timeout.as_secs())]
+    #[arg(long, env = "TOKENCACHE_HEADER_TIMEOUT", default_value_t = HTTP.header_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS))]
     pub header_timeout: u64,
     /// Seconds a keep-alive connection may wait for its next request before it is closed.
-    #[arg(long, env = "TOKENCACHE_IDLE_TIMEOUT", default_value_t = HTTP.idle_timeout.as_secs())]
+    #[arg(long, env = "TOKENCACHE_IDLE_TIMEOUT", default_value_t = HTTP.idle_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS))]
     pub idle_timeout: u64,
     #[command(flatten)]
     pub accounts: AccountArgs,
@@ -248,10 +255,10 @@ pub struct AccountArgs {
     #[arg(long, env = "TOKENCACHE_CODE_WEBHOOK_SECRET", hide_env_values = true)]
     pub code_webhook_secret: Option<String>,
     /// Seconds a verification code lives.
-    #[arg(long, env = "TOKENCACHE_CODE_TTL", default_value_t = LIMITS.code_ttl)]
+    #[arg(long, env = "TOKENCACHE_CODE_TTL", default_value_t = LIMITS.code_ttl, value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS))]
     pub code_ttl: u64,
     /// Seconds before another code may be sent to the same username.
-    #[arg(long, env = "TOKENCACHE_CODE_RESEND", default_value_t = LIMITS.code_resend)]
+    #[arg(long, env = "TOKENCACHE_CODE_RESEND", default_value_t = LIMITS.code_resend, value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS))]
     pub code_resend: u64,
     /// Wrong guesses after which a code is void.
     #[arg(long, env = "TOKENCACHE_CODE_ATTEMPTS", default_value_t = LIMITS.code_attempts)]
@@ -261,10 +268,10 @@ pub struct AccountArgs {
     #[arg(long, env = "TOKENCACHE_LOGIN_FAILURES", default_value_t = LIMITS.login_failures)]
     pub login_failures: u64,
     /// Seconds of the failed-login window.
-    #[arg(long, env = "TOKENCACHE_LOGIN_WINDOW", default_value_t = LIMITS.login_window)]
+    #[arg(long, env = "TOKENCACHE_LOGIN_WINDOW", default_value_t = LIMITS.login_window, value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS))]
     pub login_window: u64,
     /// Seconds of the per-IP windows.
-    #[arg(long, env = "TOKENCACHE_IP_WINDOW", default_value_t = LIMITS.ip_window)]
+    #[arg(long, env = "TOKENCACHE_IP_WINDOW", default_value_t = LIMITS.ip_window, value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS))]
     pub ip_window: u64,
     /// authorize requests per client IP per window; 0: no limit.
     #[arg(long, env = "TOKENCACHE_IP_LIMIT_AUTHORIZE", default_value_t = LIMITS.ip_authorize)]
@@ -307,7 +314,7 @@ pub struct ClientCreateArgs {
     #[arg(long)]
     pub app_key: String,
     /// Access-token lifetime in seconds (refresh tokens live twice as long).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=MAX_TOKEN_TTL))]
     pub token_ttl: i32,
     /// Read the app_secret from standard input (one line). Without it: the
     /// TOKENCACHE_CLIENT_SECRET variable when set, else a random 32-character secret.

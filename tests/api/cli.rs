@@ -182,3 +182,45 @@ async fn user_logout_from_the_cli_revokes_every_token_at_once() {
     assert_fails(&app.refresh(&r1).await, 401, 102);
     app.cleanup().await;
 }
+
+/// Settings past what the server can hold are refused when the command line is read,
+/// with the flag and the range named: never wrapped or overflowed later.
+#[test]
+fn a_setting_past_its_range_is_refused_at_start() {
+    for (args, flag) in [
+        (
+            vec!["serve", "--freshness-window", "99999999999999"],
+            "--freshness-window",
+        ),
+        (
+            vec!["serve", "--code-ttl", "18446744073709551615"],
+            "--code-ttl",
+        ),
+        (vec!["serve", "--max-body-bytes", "0"], "--max-body-bytes"),
+        (
+            vec!["serve", "--idle-timeout", "31536001"],
+            "--idle-timeout",
+        ),
+        (
+            vec!["client", "create", "--app-key", "x", "--token-ttl", "0"],
+            "--token-ttl",
+        ),
+        (
+            vec!["client", "create", "--app-key", "x", "--token-ttl=-5"],
+            "--token-ttl",
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tokencache"))
+            .args(&args)
+            .env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(flag) && stderr.contains("invalid value"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
