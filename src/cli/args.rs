@@ -180,6 +180,10 @@ pub struct ServeArgs {
     /// it. 0: every call reads the database.
     #[arg(long, env = "TOKENCACHE_CLIENT_CACHE_SECS", default_value_t = Rules::DEFAULT.client_cache.as_secs(), value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS))]
     pub client_cache_secs: u64,
+    /// Token pairs one user may hold (their logins, and the refreshes of them not yet
+    /// expired); past it each new pair revokes the oldest. 0: no cap.
+    #[arg(long, env = "TOKENCACHE_MAX_SESSIONS_PER_USER", default_value_t = Rules::DEFAULT.max_sessions_per_user, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=100_000))]
+    pub max_sessions_per_user: usize,
     /// Request body cap in bytes (HTTP 413 past it).
     #[arg(long, env = "TOKENCACHE_MAX_BODY_BYTES", default_value_t = HTTP.max_body_bytes, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_BODY_BYTES))]
     pub max_body_bytes: usize,

@@ -80,6 +80,7 @@ impl ServeArgs {
             rules: Rules {
                 limits: self.accounts.limits(),
                 client_cache: Duration::from_secs(self.client_cache_secs),
+                max_sessions_per_user: self.max_sessions_per_user,
                 ..stores.rules(self.freshness_window)
             },
             delivery: self.accounts.delivery(),

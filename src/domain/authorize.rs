@@ -3,7 +3,7 @@
 
 use super::password::Verdict;
 use super::{required, sign, DomainError, Engine, Grant, Issued};
-use crate::store::{Client, Counters, RecordStore, TokenStore, User};
+use crate::store::{Client, Counters, RecordStore, Revocation, TokenStore, User};
 
 /// A login request as it arrived (every field still text).
 #[derive(Debug, Default)]
@@ -37,7 +37,7 @@ fn parse_time(text: &str) -> Result<i64, DomainError> {
     i64::try_from(seconds).map_err(|_| DomainError::InvalidParam("time"))
 }
 
-impl<T: TokenStore + Counters, R: RecordStore> Engine<T, R> {
+impl<T: TokenStore + Revocation + Counters, R: RecordStore> Engine<T, R> {
     /// authorize (with a password) or authorize_nopwd (`with_password == false`).
     pub async fn authorize(
         &self,

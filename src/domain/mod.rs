@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use crate::secret::Secret;
 use crate::store::{
-    AccessRecord, FamilyId, IssuedPair, RecordStore, RefreshRecord, StoreError, TokenHash,
-    TokenStore,
+    AccessRecord, FamilyId, IssuedPair, RecordStore, RefreshRecord, Revocation, StoreError,
+    TokenHash, TokenStore,
 };
 use delivery::{Channel, CodeDelivery, DeliveryError};
 use limits::Limits;
@@ -46,6 +46,9 @@ pub struct Rules {
     /// How long the OAuth endpoints use a client read from the records before reading
     /// it again (0: every call reads it).
     pub client_cache: Duration,
+    /// Pairs a user's index keeps: past it, each new pair revokes the oldest (0: no cap).
+    /// Bounds what one account can make Redis hold and what revoking it reads.
+    pub max_sessions_per_user: usize,
 }
 
 impl Rules {
@@ -55,6 +58,7 @@ impl Rules {
         argon2: Argon2Settings::DEFAULT,
         limits: Limits::DEFAULT,
         client_cache: Duration::from_secs(2),
+        max_sessions_per_user: 100,
     };
 }
 
@@ -181,7 +185,7 @@ pub struct Engine<T, R> {
     pub clients: clients::ClientCache,
 }
 
-impl<T: TokenStore, R: RecordStore> Engine<T, R> {
+impl<T: TokenStore + Revocation, R: RecordStore> Engine<T, R> {
     pub fn new(
         tokens: T,
         records: R,
@@ -241,6 +245,14 @@ impl<T: TokenStore, R: RecordStore> Engine<T, R> {
         };
         self.tokens.issue(&pair).await?;
         crate::telemetry::tokens_issued(route);
+        let cap = self.rules.max_sessions_per_user;
+        if cap > 0 {
+            // The pair is issued already: a failure here leaves the index long, it does
+            // not undo the login.
+            if let Err(e) = self.tokens.revoke_oldest(grant.username, cap).await {
+                tracing::warn!(error = %e, username = grant.username, "could not trim the user's sessions");
+            }
+        }
         Ok(Issued {
             access_token: Secret::new(access_token),
             refresh_token: refresh_token.map(Secret::new),

@@ -122,3 +122,30 @@ on_both_stores! {
         app.cleanup().await;
     }
 }
+
+on_both_stores! {
+    async fn a_user_past_the_session_cap_loses_the_oldest_pairs(backend: Backend) {
+        let app = TestApp::spawn_with(backend, |s| s.rules.max_sessions_per_user = 3).await;
+        let mut logins = Vec::new();
+        for _ in 0..5 {
+            logins.push(app.login().await);
+        }
+        // The two oldest logins are revoked, access and refresh token alike.
+        for (access, refresh) in &logins[..2] {
+            assert_fails(&app.check_token(access).await, 401, 102);
+            assert_fails(&app.refresh(refresh).await, 401, 102);
+        }
+        for (access, _) in &logins[2..] {
+            assert_eq!(app.check_token(access).await.0, StatusCode::OK);
+        }
+        if backend == Backend::Real {
+            let mut conn = redis_conn().await.unwrap();
+            let members: u64 = redis::cmd("ZCARD")
+                .arg(format!("{}u:alice", app.settings.redis_prefix))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert_eq!(members, 3, "the index holds the cap");
+        }
+    }
+}

@@ -199,6 +199,32 @@ impl Revocation for MemoryTokens {
     async fn revoke_family(&self, username: &str, family: &FamilyId) -> Result<u64, StoreError> {
         Ok(self.guard().revoke(username, |m| m.family == *family))
     }
+
+    async fn revoke_oldest(&self, username: &str, keep: usize) -> Result<u64, StoreError> {
+        let mut state = self.guard();
+        let Some(set) = state.by_user.get(username) else {
+            return Ok(0);
+        };
+        if set.len() <= keep {
+            return Ok(0);
+        }
+        // A pair ends with its longest-lived token, as the Redis index scores it.
+        let end = |m: &Member| {
+            let access = state.access.get(&m.access).map(|(_, until)| *until);
+            let refresh = m
+                .refresh
+                .and_then(|r| state.refresh.get(&r).map(|(_, until)| *until));
+            access.max(refresh)
+        };
+        let mut members: Vec<(Option<Instant>, Member)> =
+            set.iter().map(|m| (end(m), *m)).collect();
+        members.sort_by_key(|(until, _)| *until);
+        let oldest: HashSet<Member> = members[..members.len() - keep]
+            .iter()
+            .map(|(_, m)| *m)
+            .collect();
+        Ok(state.revoke(username, |m| oldest.contains(m)))
+    }
 }
 
 impl Counters for MemoryTokens {

@@ -188,6 +188,14 @@ pub trait Revocation: Send + Sync + 'static {
         username: &str,
         family: &FamilyId,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Keeps the `keep` pairs of a user's index that live longest and deletes the rest
+    /// (the oldest); returns how many keys were removed.
+    fn revoke_oldest(
+        &self,
+        username: &str,
+        keep: usize,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
 /// Short-lived counters, locks and one-time values: login lockouts, per-IP limits, the
@@ -299,6 +307,9 @@ impl Revocation for Tokens {
     }
     async fn revoke_family(&self, username: &str, family: &FamilyId) -> Result<u64, StoreError> {
         dispatch!(self, s => s.revoke_family(username, family))
+    }
+    async fn revoke_oldest(&self, username: &str, keep: usize) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.revoke_oldest(username, keep))
     }
 }
 

@@ -318,7 +318,12 @@ impl TokenStore for RedisTokens {
         let mut pipe = redis::pipe();
         // The index first: a token never exists without its index entry. One member per
         // pair, living as long as its longest-lived token.
-        pipe.zadd(&index, member, member_end)
+        // The score is the pair's end; its fraction, the microsecond of the issue, orders
+        // the pairs that end in the same second by age (the session cap revokes the
+        // oldest first).
+        let micros = chrono::Utc::now().timestamp_subsec_micros();
+        let score = member_end as f64 + f64::from(micros) / 1e6;
+        pipe.zadd(&index, member, score)
             .ignore()
             .zrembyscore(&index, "-inf", unix_now())
             .ignore()
@@ -393,6 +398,30 @@ impl Revocation for RedisTokens {
     async fn revoke_family(&self, username: &str, family: &FamilyId) -> Result<u64, StoreError> {
         self.revoke_members(username, "revoke_family", |p| p.family == Some(*family))
             .await
+    }
+
+    async fn revoke_oldest(&self, username: &str, keep: usize) -> Result<u64, StoreError> {
+        let index = self.key(kind::INDEX, username);
+        let mut conn = self.conn.clone();
+        let size: usize = self.bounded("revoke_oldest", conn.zcard(&index)).await?;
+        if size <= keep {
+            return Ok(0);
+        }
+        // The index scores each pair with its end: the lowest scores are the oldest.
+        let oldest: Vec<Vec<u8>> = self
+            .bounded(
+                "revoke_oldest",
+                conn.zrange(&index, 0, (size - keep - 1) as isize),
+            )
+            .await?;
+        let oldest: Vec<Member> = oldest.iter().filter_map(|raw| Member::parse(raw)).collect();
+        let chosen = |p: &IndexedPair| {
+            oldest.iter().any(|m| match m {
+                Member::Refresh(hash) => p.refresh == Some(*hash),
+                Member::AccessOnly(hash) => p.refresh.is_none() && p.access == Some(*hash),
+            })
+        };
+        self.revoke_members(username, "revoke_oldest", chosen).await
     }
 }
 
