@@ -131,6 +131,9 @@ impl<T: TokenStore + Revocation + Counters, R: RecordStore> Engine<T, R> {
         username: &str,
         password: &str,
     ) -> Result<User, DomainError> {
+        // Longer than the account column allows: no such user can exist, and such a
+        // name must not reach a counter key (1001).
+        super::verify::username_ok(username)?;
         let failures = self.check_login_lock(username).await?.count;
         let user = self.records.user(username).await?;
         let verdict = self

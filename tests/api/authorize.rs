@@ -207,3 +207,17 @@ async fn a_legacy_plain_password_is_accepted_once_and_rehashed() {
     assert_eq!(status, StatusCode::OK, "{v}");
     app.cleanup().await;
 }
+
+on_both_stores! {
+    async fn a_username_longer_than_the_column_is_refused_before_any_counter(app) {
+        let long = "u".repeat(192);
+        assert_fails(&app.authorize(&long, PASSWORD).await, 400, 1001);
+        if app.backend == Backend::Real {
+            let mut conn = redis_conn().await.unwrap();
+            let keys = redis_keys(&mut conn, &format!("{}n:login:", app.settings.redis_prefix)).await;
+            assert!(keys.is_empty(), "{keys:?}");
+        }
+        // 191 characters is a name like any other: wrong password, 1004.
+        assert_fails(&app.authorize(&"u".repeat(191), PASSWORD).await, 401, 1004);
+    }
+}
