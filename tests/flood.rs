@@ -30,6 +30,13 @@ fn still_open(streams: &[TcpStream]) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_connection_flood_from_one_address_does_not_starve_other_clients() {
+    // The flood's sockets and the server's in one process: raise the soft limit on open
+    // files as far as the hard one allows, and say so when that is not enough.
+    let files = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0);
+    assert!(
+        files >= FLOOD as u64 + 2_000,
+        "this test holds {FLOOD} sockets; the open-file limit is {files} (raise `ulimit -Hn`)"
+    );
     let app = TestApp::spawn_with(Backend::Embedded, |s| {
         s.http.header_timeout = Duration::from_secs(2);
         s.http.idle_timeout = Duration::from_secs(2);
