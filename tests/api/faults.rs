@@ -89,15 +89,7 @@ impl CuttableProxy {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs MariaDB and Redis: cargo test -- --include-ignored"]
 async fn check_token_and_refresh_keep_working_while_mysql_is_down() {
-    let (mut settings, db, _) = TestApp::fresh_settings(Backend::Real).await;
-    let mut proxy = CuttableProxy::to("127.0.0.1:3306").await;
-    let db_name = db.clone().unwrap();
-    settings.database_url = Some(format!("mysql://root@{}/{db_name}", proxy.addr));
-    settings.database_timeout = Duration::from_millis(1000);
-    let app = TestApp::start(Backend::Real, settings, db, None).await;
-    app.create_client(APP_KEY, APP_SECRET, 3600, false, None)
-        .await;
-    app.create_user("alice", PASSWORD).await;
+    let (app, mut proxy) = spawn_behind_cuttable_mysql(|_| {}).await;
     let (access, refresh) = app.login().await;
 
     proxy.cut();
@@ -141,16 +133,8 @@ async fn introspect(app: &TestApp, token: &str) -> (StatusCode, serde_json::Valu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs MariaDB and Redis: cargo test -- --include-ignored"]
 async fn introspection_keeps_answering_while_mysql_is_down() {
-    let (mut settings, db, _) = TestApp::fresh_settings(Backend::Real).await;
-    let mut proxy = CuttableProxy::to("127.0.0.1:3306").await;
-    let db_name = db.clone().unwrap();
-    settings.database_url = Some(format!("mysql://root@{}/{db_name}", proxy.addr));
-    settings.database_timeout = Duration::from_millis(1000);
-    settings.rules.client_cache = Duration::from_millis(500);
-    let app = TestApp::start(Backend::Real, settings, db, None).await;
-    app.create_client(APP_KEY, APP_SECRET, 3600, false, None)
-        .await;
-    app.create_user("alice", PASSWORD).await;
+    let (app, mut proxy) =
+        spawn_behind_cuttable_mysql(|s| s.rules.client_cache = Duration::from_millis(500)).await;
     let (access, _) = app.login().await;
     let (status, v) = introspect(&app, &access).await;
     assert_eq!(
@@ -196,4 +180,22 @@ on_both_stores! {
         let after = refused.expect("the disabled client was still accepted after 5 s");
         eprintln!("client disabled: refused by introspection after {after:?} (cache 1 s)");
     }
+}
+
+/// A server on MariaDB reached through a proxy the test can cut, with short database
+/// bounds, the test client and `alice`.
+async fn spawn_behind_cuttable_mysql(
+    adjust: impl FnOnce(&mut tokencache::app::Settings),
+) -> (TestApp, CuttableProxy) {
+    let (mut settings, db, _) = TestApp::fresh_settings(Backend::Real).await;
+    let proxy = CuttableProxy::to("127.0.0.1:3306").await;
+    let db_name = db.clone().unwrap();
+    settings.database_url = Some(format!("mysql://root@{}/{db_name}", proxy.addr));
+    settings.database_timeout = Duration::from_millis(1000);
+    adjust(&mut settings);
+    let app = TestApp::start(Backend::Real, settings, db, None).await;
+    app.create_client(APP_KEY, APP_SECRET, 3600, false, None)
+        .await;
+    app.create_user("alice", PASSWORD).await;
+    (app, proxy)
 }
