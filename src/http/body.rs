@@ -40,12 +40,31 @@ impl<'de> Deserialize<'de> for Scalar {
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
                 Ok(Scalar(v.to_string()))
             }
+            /// Integers are those of i64, as openapi.yaml says (and as `whole` reads a
+            /// float): a larger one is refused.
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
-                Ok(Scalar(v.to_string()))
+                i64::try_from(v)
+                    .map(|n| Scalar(n.to_string()))
+                    .map_err(|_| E::custom("integer out of range"))
+            }
+            /// A number written with a fraction of zero (`5.0`) is an integer to JSON
+            /// Schema, so to the server too; any other float is refused.
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+                whole(v)
+                    .map(|n| Scalar(n.to_string()))
+                    .ok_or_else(|| E::custom("not an integer"))
             }
         }
         d.deserialize_any(ScalarVisitor)
     }
+}
+
+/// The integer a float holds when it has no fraction and fits i64 (as JSON Schema reads
+/// `5.0`: the integer 5).
+pub(crate) fn whole(v: f64) -> Option<i64> {
+    // Strict bounds: both ends round to ±2^63 as floats, which i64 cannot hold (or, for
+    // the lower one, a value below i64::MIN written in JSON rounds onto it).
+    (v.fract() == 0.0 && v > i64::MIN as f64 && v < i64::MAX as f64).then_some(v as i64)
 }
 
 /// `Option<Scalar>` as `Option<&str>`, for the domain's inputs.
@@ -117,5 +136,24 @@ mod tests {
         assert!(serde_json::from_str::<T>(r#"{"time":1.5}"#).is_err());
         let null: T = serde_json::from_str(r#"{"time":null}"#).unwrap();
         assert!(null.time.is_none());
+    }
+
+    /// What JSON Schema calls an integer (openapi.yaml: i64), no more and no less.
+    #[test]
+    fn a_scalar_integer_is_an_i64_written_with_or_without_a_zero_fraction() {
+        let parse = |json: &str| serde_json::from_str::<T>(json).map(|t| t.time.unwrap().0);
+        assert_eq!(parse(r#"{"time":378888.0}"#).unwrap(), "378888");
+        assert_eq!(parse(r#"{"time":-5.0}"#).unwrap(), "-5");
+        assert_eq!(
+            parse(r#"{"time":9223372036854775807}"#).unwrap(),
+            "9223372036854775807"
+        );
+        assert_eq!(
+            parse(r#"{"time":-9223372036854775808}"#).unwrap(),
+            "-9223372036854775808"
+        );
+        assert!(parse(r#"{"time":9223372036854775808}"#).is_err());
+        assert!(parse(r#"{"time":-9223372036854775809}"#).is_err());
+        assert!(parse(r#"{"time":1e19}"#).is_err());
     }
 }

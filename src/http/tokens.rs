@@ -48,11 +48,15 @@ impl<'de> Deserialize<'de> for Flag {
         enum Raw {
             Bool(bool),
             Num(i64),
+            Float(f64),
             Text(String),
         }
         match Raw::deserialize(d)? {
             Raw::Bool(b) => Ok(Flag(b)),
             Raw::Num(n) => Ok(Flag(n != 0)),
+            Raw::Float(v) => super::body::whole(v)
+                .map(|n| Flag(n != 0))
+                .ok_or_else(|| serde::de::Error::custom("not a boolean")),
             Raw::Text(t) => match t.as_str() {
                 "true" | "1" => Ok(Flag(true)),
                 "false" | "0" | "" => Ok(Flag(false)),
