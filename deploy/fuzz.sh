@@ -18,11 +18,15 @@ MAX_EXAMPLES=${MAX_EXAMPLES:-100}
 BIN=${TOKENCACHE_BIN:-target/debug/tokencache}
 log() { printf '[fuzz] %s\n' "$*" >&2; }
 
-command -v st >/dev/null 2>&1 || pip install -q schemathesis >/dev/null 2>&1 || {
-  log "pip install schemathesis failed"
-  exit 2
-}
-command -v st >/dev/null 2>&1 || { log "no st after installing schemathesis"; exit 2; }
+# The `st` script of the python3 that pip installs into (not a shim that may lag).
+ST="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/st"
+if [[ ! -x $ST ]]; then
+  python3 -m pip install -q schemathesis >/dev/null 2>&1 || {
+    log "pip install schemathesis failed"
+    exit 2
+  }
+fi
+[[ -x $ST ]] || { log "no $ST after installing schemathesis"; exit 2; }
 [[ -x $BIN ]] || { log "no $BIN: cargo build first"; exit 2; }
 
 WORK=$(mktemp -d /tmp/tokencache-fuzz.XXXXXX)
@@ -50,5 +54,5 @@ log "schemathesis: every check, $MAX_EXAMPLES examples per operation, on 127.0.0
 cd "$WORK"
 # One worker: with two, CPython 3.11 compiling in both threads at once has been seen to
 # fail inside schemathesis itself ("AST constructor recursion depth mismatch").
-st run "$OLDPWD/openapi.yaml" --url "http://127.0.0.1:$PORT" --checks all \
+"$ST" run "$OLDPWD/openapi.yaml" --url "http://127.0.0.1:$PORT" --checks all \
   --max-examples "$MAX_EXAMPLES" --workers 1 --seed 20261130
