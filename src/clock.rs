@@ -7,6 +7,11 @@ pub fn unix_now() -> i64 {
     Utc::now().timestamp()
 }
 
+/// The microsecond within the current second (orders what happens within one).
+pub fn subsec_micros() -> u32 {
+    Utc::now().timestamp_subsec_micros()
+}
+
 /// Now as a UTC date-time (client expiry, registration time).
 pub fn utc_now() -> NaiveDateTime {
     Utc::now().naive_utc()

@@ -10,9 +10,12 @@ use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend, Statement};
 
 pub struct Migration;
 
+/// This migration's name, as `seaql_migrations` records it.
+const NAME: &str = "m20261130_000001_adopt_xxjwxc_oauth2";
+
 impl MigrationName for Migration {
     fn name(&self) -> &str {
-        "m20261130_000001_adopt_xxjwxc_oauth2"
+        NAME
     }
 }
 
@@ -341,48 +344,35 @@ pub async fn plan<C: ConnectionTrait>(db: &C) -> Result<Vec<String>, DbErr> {
                 changes.push(c.modify(&c.column_type, None, true));
             }
         }
-        for (t, name, width) in WIDTHS {
-            if t != table {
+        // Wider, or able to hold any character, or both: one MODIFY a column.
+        for c in &columns {
+            let width = WIDTHS
+                .iter()
+                .find(|(t, n, _)| t == table && *n == c.name)
+                .map(|(_, _, w)| *w);
+            let any_character = ANY_CHARACTER
+                .iter()
+                .any(|(t, n)| t == table && *n == c.name);
+            if !Kind::Text.accepts(&c.data_type) || (width.is_none() && !any_character) {
                 continue;
             }
-            let Some(c) = find(name).filter(|c| Kind::Text.accepts(&c.data_type)) else {
-                continue;
-            };
-            let unique = UNIQUE.iter().any(|(t, n, _)| t == table && n == name);
-            let collation = ANY_CHARACTER
-                .iter()
-                .any(|(t, n)| t == table && n == name)
+            let unique = UNIQUE.iter().any(|(t, n, _)| t == table && *n == c.name);
+            let collation = any_character
                 .then(|| c.any_character_collation(unique))
                 .flatten();
-            let short = matches!(c.data_type.as_str(), "char" | "varchar")
-                && c.char_length.is_some_and(|l| l < *width as i64);
-            if short || collation.is_some() {
-                let column_type = if short {
-                    format!("VARCHAR({width})")
-                } else {
-                    column_type(c)
-                };
+            let short = width.filter(|w| {
+                matches!(c.data_type.as_str(), "char" | "varchar")
+                    && c.char_length.is_some_and(|l| l < *w as i64)
+            });
+            if short.is_some() || collation.is_some() {
+                let column_type =
+                    short.map_or_else(|| c.column_type.clone(), |w| format!("VARCHAR({w})"));
                 changes.push(c.modify(&column_type, collation.as_deref(), c.nullable));
             }
         }
-        for (t, name) in ANY_CHARACTER {
-            if t != table || WIDTHS.iter().any(|(wt, wn, _)| wt == t && wn == name) {
-                continue;
-            }
-            let Some(c) = find(name).filter(|c| Kind::Text.accepts(&c.data_type)) else {
-                continue;
-            };
-            let unique = UNIQUE.iter().any(|(t, n, _)| t == table && n == name);
-            if let Some(collation) = c.any_character_collation(unique) {
-                changes.push(c.modify(&column_type(c), Some(&collation), c.nullable));
-            }
-        }
         for (t, name, index) in UNIQUE {
-            if t != table || find(name).is_none() {
-                continue;
-            }
-            let indexable =
-                find(name).is_some_and(|c| matches!(c.data_type.as_str(), "char" | "varchar"));
+            let indexable = t == table
+                && find(name).is_some_and(|c| matches!(c.data_type.as_str(), "char" | "varchar"));
             if indexable && !has_unique_index(db, table, name).await? {
                 let duplicates = duplicates(db, table, name).await?;
                 if duplicates.is_empty() {
@@ -431,11 +421,6 @@ pub async fn plan<C: ConnectionTrait>(db: &C) -> Result<Vec<String>, DbErr> {
     } else {
         Err(refused(&problems))
     }
-}
-
-/// The full type of a text column as it is (`varchar(255)`, `text`).
-fn column_type(c: &Column) -> String {
-    c.column_type.clone()
 }
 
 /// The columns of `table` in the current database; `None` when there is no such table
@@ -501,21 +486,19 @@ async fn has_unique_index<C: ConnectionTrait>(
     table: &str,
     column: &str,
 ) -> Result<bool, DbErr> {
-    let row = db
-        .query_one(Statement::from_sql_and_values(
+    let n = number(
+        db,
+        Statement::from_sql_and_values(
             DbBackend::MySql,
             "SELECT COUNT(*) AS n FROM (SELECT INDEX_NAME FROM information_schema.STATISTICS \
              WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND NON_UNIQUE = 0 \
              GROUP BY INDEX_NAME \
              HAVING COUNT(*) = 1 AND MAX(COLUMN_NAME) = ? AND MAX(SUB_PART) IS NULL) AS u",
             [table.into(), column.into()],
-        ))
-        .await?;
-    Ok(row
-        .map(|r| r.try_get::<i64>("", "n"))
-        .transpose()?
-        .unwrap_or(0)
-        > 0)
+        ),
+    )
+    .await?;
+    Ok(n > 0)
 }
 
 /// Up to 20 values of `column` held by more than one row, quoted, with their counts.
@@ -547,13 +530,21 @@ async fn duplicates<C: ConnectionTrait>(
 
 /// How many rows of `table` match `condition`.
 async fn count<C: ConnectionTrait>(db: &C, table: &str, condition: &str) -> Result<i64, DbErr> {
-    let row = db
-        .query_one(Statement::from_string(
+    number(
+        db,
+        Statement::from_string(
             DbBackend::MySql,
             format!("SELECT COUNT(*) AS n FROM `{table}` WHERE {condition}"),
-        ))
-        .await?;
-    Ok(row
+        ),
+    )
+    .await
+}
+
+/// The column `n` of a query's one row (0 without a row).
+async fn number<C: ConnectionTrait>(db: &C, query: Statement) -> Result<i64, DbErr> {
+    Ok(db
+        .query_one(query)
+        .await?
         .map(|r| r.try_get::<i64>("", "n"))
         .transpose()?
         .unwrap_or(0))
@@ -565,28 +556,26 @@ pub async fn recorded<C: ConnectionTrait>(db: &C) -> Result<bool, DbErr> {
     if db.get_database_backend() != DbBackend::MySql {
         return Ok(false);
     }
-    let table = db
-        .query_one(Statement::from_string(
+    let table = number(
+        db,
+        Statement::from_string(
             DbBackend::MySql,
             "SELECT COUNT(*) AS n FROM information_schema.TABLES \
              WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'seaql_migrations'",
-        ))
-        .await?
-        .map(|r| r.try_get::<i64>("", "n"))
-        .transpose()?
-        .unwrap_or(0);
+        ),
+    )
+    .await?;
     if table == 0 {
         return Ok(false);
     }
-    let applied = db
-        .query_one(Statement::from_sql_and_values(
+    let applied = number(
+        db,
+        Statement::from_sql_and_values(
             DbBackend::MySql,
             "SELECT COUNT(*) AS n FROM seaql_migrations WHERE version = ?",
-            ["m20261130_000001_adopt_xxjwxc_oauth2".into()],
-        ))
-        .await?
-        .map(|r| r.try_get::<i64>("", "n"))
-        .transpose()?
-        .unwrap_or(0);
+            [NAME.into()],
+        ),
+    )
+    .await?;
     Ok(applied > 0)
 }

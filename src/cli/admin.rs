@@ -6,7 +6,7 @@ use super::args::{ClientCommand, Command, ImportArgs, StoreArgs, UserCommand};
 use super::CliError;
 use crate::app::{self, Settings};
 use crate::domain::admin::ClientSpec;
-use crate::domain::import::{import_legacy_tokens, Progress, TableSummary};
+use crate::domain::import::{import_legacy_tokens, Progress};
 use crate::secret::Secret;
 use crate::store::import::LegacyTable;
 use crate::store::tokens::Tokens;
@@ -158,7 +158,12 @@ async fn import_legacy(
         return Err(CliError::ImportNeedsRedis);
     };
     let progress = Bar::default();
-    let summary = import_legacy_tokens(&engine.records, redis, args.batch_size, &progress)
+    let source = engine
+        .records
+        .legacy_tables()
+        .await
+        .map_err(CliError::Import)?;
+    let summary = import_legacy_tokens(&source, redis, args.batch_size, &progress)
         .await
         .map_err(CliError::Import)?;
     println!(
@@ -218,7 +223,7 @@ impl Progress for Bar {
         }
     }
 
-    fn finish(&self, _table: LegacyTable, _summary: &TableSummary) {
+    fn finish(&self) {
         if let Ok(mut slot) = self.0.lock() {
             if let Some(bar) = slot.take() {
                 bar.finish();

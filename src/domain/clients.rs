@@ -5,7 +5,7 @@
 //! time. While the records cannot be read, the last copy read keeps serving: no change
 //! can be made meanwhile (the CLI writes to the same database).
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{DomainError, Engine};
@@ -15,10 +15,14 @@ use crate::store::{Client, RecordStore};
 /// them costs the database once per interval): past it the cache starts over.
 const MAX_ENTRIES: usize = 10_000;
 
-/// The clients read recently, by app_key (`None`: no such client).
+/// A client as read (`None`: no such client), shared rather than copied on every hit
+/// (introspection reads one per call), and when it was read.
+type Entry = (Option<Arc<Client>>, Instant);
+
+/// The clients read recently, by app_key.
 pub struct ClientCache {
     ttl: Duration,
-    entries: Mutex<HashMap<String, (Option<Client>, Instant)>>,
+    entries: Mutex<HashMap<String, Entry>>,
 }
 
 impl ClientCache {
@@ -30,13 +34,13 @@ impl ClientCache {
     }
 
     /// The entry for `app_key`, and whether it is still fresh.
-    fn get(&self, app_key: &str) -> Option<(Option<Client>, bool)> {
+    fn get(&self, app_key: &str) -> Option<(Option<Arc<Client>>, bool)> {
         let entries = self.entries.lock().ok()?;
         let (client, read) = entries.get(app_key)?;
         Some((client.clone(), read.elapsed() < self.ttl))
     }
 
-    fn put(&self, app_key: &str, client: Option<Client>) {
+    fn put(&self, app_key: &str, client: Option<Arc<Client>>) {
         if self.ttl.is_zero() {
             return;
         }
@@ -52,13 +56,17 @@ impl ClientCache {
 impl<T, R: RecordStore> Engine<T, R> {
     /// The client with this app_key as of at most `client_cache` ago; the last copy read
     /// when the records cannot be read now.
-    pub(crate) async fn cached_client(&self, app_key: &str) -> Result<Option<Client>, DomainError> {
+    pub(crate) async fn cached_client(
+        &self,
+        app_key: &str,
+    ) -> Result<Option<Arc<Client>>, DomainError> {
         let cached = self.clients.get(app_key);
         if let Some((client, true)) = cached {
             return Ok(client);
         }
         match self.records.client(app_key).await {
             Ok(client) => {
+                let client = client.map(Arc::new);
                 self.clients.put(app_key, client.clone());
                 Ok(client)
             }

@@ -44,7 +44,7 @@ pub struct ImportSummary {
 pub trait Progress {
     fn start(&self, table: LegacyTable, rows: u64);
     fn advance(&self, rows: u64);
-    fn finish(&self, table: LegacyTable, summary: &TableSummary);
+    fn finish(&self);
 }
 
 /// Imports both tables, access tokens first, in batches of `batch_size` rows.
@@ -73,7 +73,7 @@ pub async fn import_legacy_tokens<S: LegacySource, T: TokenImport>(
             summary,
         )
         .await?;
-        progress.finish(table, summary);
+        progress.finish();
     }
     let [access, refresh] = tables;
     Ok(ImportSummary {
@@ -126,7 +126,6 @@ async fn import_table<S: LegacySource, T: TokenImport>(
         }
         mark = last;
         summary.read += rows.len() as u64;
-        summary.mark_after = mark;
         progress.advance(rows.len() as u64);
         rows = next?;
     }

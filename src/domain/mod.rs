@@ -243,10 +243,10 @@ impl<T: TokenStore + Revocation, R: RecordStore> Engine<T, R> {
             refresh,
             family,
         };
-        self.tokens.issue(&pair).await?;
+        let pairs = self.tokens.issue(&pair).await?;
         crate::telemetry::tokens_issued(route);
         let cap = self.rules.max_sessions_per_user;
-        if cap > 0 {
+        if cap > 0 && pairs > cap as u64 {
             // The pair is issued already: a failure here leaves the index long, it does
             // not undo the login.
             if let Err(e) = self.tokens.revoke_oldest(grant.username, cap).await {

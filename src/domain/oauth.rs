@@ -2,6 +2,8 @@
 //! app_secret: password, refresh_token (the same single-use rotation) and
 //! client_credentials (a token for the client itself, no refresh token).
 
+use std::sync::Arc;
+
 use super::{DomainError, Engine, Grant, Issued};
 use crate::store::{Client, Counters, RecordStore, Revocation, TokenHash, TokenStore};
 
@@ -17,7 +19,7 @@ impl<T: TokenStore + Revocation + Counters, R: RecordStore> Engine<T, R> {
         &self,
         app_key: &str,
         secret: &str,
-    ) -> Result<Client, DomainError> {
+    ) -> Result<Arc<Client>, DomainError> {
         let client = match self.cached_client(app_key).await? {
             Some(c) if !c.disabled => c,
             _ => return Err(DomainError::InvalidClient),

@@ -10,7 +10,7 @@
 //! one in byte by byte (slowloris) is closed like one that sends nothing.
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -49,7 +49,7 @@ pub struct Conn {
     /// Requests being served on it; never closed while one is.
     in_flight: AtomicU32,
     /// Whether it has had a request (which deadline applies).
-    served: AtomicU32,
+    served: AtomicBool,
     /// Tells the connection's task to drop it.
     pub close: Notify,
 }
@@ -58,7 +58,7 @@ impl Conn {
     /// A request head arrived.
     pub fn begin(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.served.store(1, Ordering::Relaxed);
+        self.served.store(true, Ordering::Relaxed);
     }
 
     /// Its answer is made: idle from now.
@@ -125,7 +125,7 @@ impl Conns {
         let conn = Arc::new(Conn {
             idle_since: AtomicU64::new(CLOCK_MS.load(Ordering::Relaxed)),
             in_flight: AtomicU32::new(0),
-            served: AtomicU32::new(0),
+            served: AtomicBool::new(false),
             close: Notify::new(),
         });
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -153,10 +153,10 @@ impl Conns {
             if conn.in_flight.load(Ordering::Acquire) > 0 {
                 continue;
             }
-            let deadline = if conn.served.load(Ordering::Relaxed) == 0 {
-                header
-            } else {
+            let deadline = if conn.served.load(Ordering::Relaxed) {
                 idle
+            } else {
+                header
             };
             let since = conn.idle_since.load(Ordering::Relaxed);
             if now.saturating_sub(since) >= deadline {

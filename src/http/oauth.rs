@@ -124,7 +124,7 @@ fn answer(result: Result<Response<Body>, Failure>) -> Result<Response<Body>, Api
 async fn client<T: TokenBackend, R: RecordStore>(
     req: &Request<'_, T, R>,
     body: &OAuthBody,
-) -> Result<Client, Failure> {
+) -> Result<std::sync::Arc<Client>, Failure> {
     let (creds, basic) = credentials(req, body);
     let Some((id, secret)) = creds else {
         return Err(Failure(DomainError::InvalidClient, basic));

@@ -387,13 +387,7 @@ async fn under_login_and_check_token_load_a_database_cut_stops_only_the_logins()
     let (status, v) = app.refresh(&pairs[0].1).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     // So does forward-auth.
-    let r = app
-        .http
-        .get(format!("{}/api/v1/auth", app.base))
-        .header("authorization", format!("Bearer {}", pairs[1].0))
-        .send()
-        .await
-        .unwrap();
+    let r = app.forward_auth(Some(&pairs[1].0)).await;
     assert_eq!(r.status(), StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     proxy.restore().await;

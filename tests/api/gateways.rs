@@ -8,14 +8,6 @@ use crate::common::*;
 use crate::on_both_stores;
 
 impl TestApp {
-    async fn forward_auth(&self, token: Option<&str>) -> reqwest::Response {
-        let mut request = self.http.get(format!("{}/api/v1/auth", self.base));
-        if let Some(t) = token {
-            request = request.header("authorization", format!("Bearer {t}"));
-        }
-        request.send().await.unwrap()
-    }
-
     /// POSTs a form to an OAuth endpoint with HTTP Basic client authentication.
     async fn oauth(
         &self,
@@ -439,13 +431,7 @@ async fn a_stored_value_the_server_cannot_read_is_a_500_in_every_dialect() {
         .await
         .unwrap();
     assert_fails(&app.check_token(token).await, 500, 101);
-    let r = app
-        .http
-        .get(format!("{}/api/v1/auth", app.base))
-        .header("authorization", format!("Bearer {token}"))
-        .send()
-        .await
-        .unwrap();
+    let r = app.forward_auth(Some(token)).await;
     assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert!(r.headers().get("www-authenticate").is_none());
 }

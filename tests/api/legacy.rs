@@ -30,15 +30,7 @@ struct LegacyDb {
 
 impl LegacyDb {
     async fn create(rows: bool) -> LegacyDb {
-        require_services();
-        let admin = Database::connect(format!("{MYSQL_BASE}/test"))
-            .await
-            .unwrap_or_else(|e| missing("MariaDB at 127.0.0.1:3306", &e));
-        let name = unique("tc_test_legacy");
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE `{name}`"))
-            .await
-            .expect("create database");
+        let name = create_database("tc_test_legacy").await;
         let url = format!("{MYSQL_BASE}/{name}");
         let db = Database::connect(&url).await.expect("connect");
         let legacy = LegacyDb { name, url, db };
@@ -84,6 +76,23 @@ impl LegacyDb {
             .collect()
     }
 
+    /// Column `index` of the one row a statement answers, as text: SHOW and CHECKSUM
+    /// answer rows that cannot be cast in SQL.
+    async fn cell(&self, sql: &str, index: usize) -> String {
+        let row = self
+            .db
+            .query_one(Statement::from_string(DbBackend::MySql, sql))
+            .await
+            .expect(sql)
+            .expect(sql);
+        row.try_get_by_index::<String>(index)
+            .or_else(|_| {
+                row.try_get_by_index::<Option<i64>>(index)
+                    .map(|n| format!("{n:?}"))
+            })
+            .expect(sql)
+    }
+
     async fn string(&self, sql: &str) -> String {
         self.strings(sql).await.pop().unwrap_or_default()
     }
@@ -121,34 +130,16 @@ impl LegacyDb {
             let kind: String = o.try_get_by_index(1).unwrap();
             let view = kind == "VIEW";
             let show = if view { "VIEW" } else { "TABLE" };
-            let create = self
-                .db
-                .query_one(Statement::from_string(
-                    DbBackend::MySql,
-                    format!("SHOW CREATE {show} `{name}`"),
-                ))
-                .await
-                .unwrap()
-                .unwrap();
-            out.push(create.try_get_by_index::<String>(1).unwrap());
+            out.push(self.cell(&format!("SHOW CREATE {show} `{name}`"), 1).await);
             if !view {
                 out.extend(
                     self.strings(&format!("SELECT CAST(COUNT(*) AS CHAR) FROM `{name}`"))
                         .await,
                 );
                 let checksum = self
-                    .db
-                    .query_one(Statement::from_string(
-                        DbBackend::MySql,
-                        format!("CHECKSUM TABLE `{name}` EXTENDED"),
-                    ))
-                    .await
-                    .unwrap()
-                    .unwrap();
-                out.push(format!(
-                    "{name}: {:?}",
-                    checksum.try_get_by_index::<Option<i64>>(1).ok().flatten()
-                ));
+                    .cell(&format!("CHECKSUM TABLE `{name}` EXTENDED"), 1)
+                    .await;
+                out.push(format!("{name}: {checksum}"));
             }
         }
         out.extend(
@@ -195,15 +186,13 @@ impl Drop for Prefix {
 
 /// A server on the adopted database, with a Redis prefix of its own.
 async fn serve_on(legacy: &LegacyDb) -> TestApp {
-    let (mut settings, own_db, _) = TestApp::fresh_settings(Backend::Real).await;
-    settings.database_url = Some(legacy.url.clone());
-    // The fresh database made for the settings is not used: drop it now.
-    if let Some(own) = own_db {
-        legacy
-            .exec(&format!("DROP DATABASE IF EXISTS `{own}`"))
-            .await;
-    }
-    TestApp::start(Backend::Real, settings, None, None).await
+    TestApp::start(
+        Backend::Real,
+        TestApp::real_settings(&legacy.url),
+        None,
+        None,
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -578,11 +567,7 @@ async fn the_database_time_zone_is_applied_to_the_originals_local_times() {
         "{summary}"
     );
 
-    let (mut settings, own_db, _) = TestApp::fresh_settings(Backend::Real).await;
-    legacy
-        .exec(&format!("DROP DATABASE IF EXISTS `{}`", own_db.unwrap()))
-        .await;
-    settings.database_url = Some(legacy.url.clone());
+    let mut settings = TestApp::real_settings(&legacy.url);
     settings.redis_prefix = prefix.0.clone();
     settings.db_zone = "+08:00".parse().unwrap();
     let app = TestApp::start(Backend::Real, settings, None, None).await;
@@ -664,11 +649,7 @@ async fn import_legacy_tokens_carries_over_exactly_the_tokens_the_original_would
     assert!(keys.contains(&format!("{prefix}u:18020119796")), "{keys:?}");
     assert!(keys.contains(&format!("{prefix}u:dave")), "{keys:?}");
 
-    let (mut settings, own_db, _) = TestApp::fresh_settings(Backend::Real).await;
-    legacy
-        .exec(&format!("DROP DATABASE IF EXISTS `{}`", own_db.unwrap()))
-        .await;
-    settings.database_url = Some(legacy.url.clone());
+    let mut settings = TestApp::real_settings(&legacy.url);
     settings.redis_prefix = prefix.clone();
     let app = TestApp::start(Backend::Real, settings, None, None).await;
 
@@ -856,4 +837,42 @@ async fn a_timestamp_column_with_a_local_time_zone_is_refused() {
     );
     // In UTC the same database is fine.
     succeeded(&tokencache_cli(&legacy.url, None, &["migrate"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MariaDB and Redis: cargo test -- --include-ignored"]
+async fn import_legacy_tokens_reads_the_database_named_by_from_and_migrates_neither() {
+    let legacy = LegacyDb::create(true).await;
+    let target = create_database("tc_test_target").await;
+    let _target = DropDatabase(target.clone());
+    let prefix = Prefix::new();
+    let summary = succeeded(&tokencache_cli(
+        &format!("{MYSQL_BASE}/{target}"),
+        Some(&prefix.0),
+        &["import-legacy-tokens", "--from", &legacy.url],
+    ));
+    assert!(
+        summary.contains(&format!("source: {} ", legacy.name)),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("oauth2_access_token: imported 2, already present 0, skipped 1"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("oauth2_refresh_token: imported 2, already present 0, skipped 2"),
+        "{summary}"
+    );
+    // Both databases are only read: no table made in the target, no migrations table in
+    // the source.
+    let tables = |schema: &str| {
+        format!(
+            "SELECT CAST(COUNT(*) AS CHAR) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{schema}'"
+        )
+    };
+    assert_eq!(legacy.string(&tables(&target)).await, "0");
+    assert!(legacy
+        .strings("SHOW TABLES LIKE 'seaql_migrations'")
+        .await
+        .is_empty());
 }

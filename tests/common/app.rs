@@ -58,36 +58,44 @@ impl TestApp {
     /// Settings for a fresh, isolated set of stores on `backend`, with the name of its
     /// MariaDB database (Real) or the path of its SQLite file (Embedded).
     pub async fn fresh_settings(backend: Backend) -> (Settings, Option<String>, Option<String>) {
-        let mut settings = Settings {
+        match backend {
+            Backend::Real => {
+                let name = create_database("tc_test").await;
+                let settings = Self::real_settings(&format!("{MYSQL_BASE}/{name}"));
+                (settings, Some(name), None)
+            }
+            Backend::Embedded => {
+                let path = std::env::temp_dir().join(format!("{}.db", unique("tc_test")));
+                let path = path.to_string_lossy().into_owned();
+                let settings = Settings {
+                    database_url: Some(format!("sqlite://{path}?mode=rwc")),
+                    ..Self::base_settings()
+                };
+                (settings, None, Some(path))
+            }
+        }
+    }
+
+    /// Settings for the database at `database_url` and the shared Redis, under a key
+    /// prefix of their own (the database is the caller's to make and drop).
+    pub fn real_settings(database_url: &str) -> Settings {
+        Settings {
+            database_url: Some(database_url.to_owned()),
+            redis_url: Some(REDIS_URL.into()),
+            redis_prefix: format!("{}:", unique("tctest")),
+            ..Self::base_settings()
+        }
+    }
+
+    /// What every test server's settings share.
+    fn base_settings() -> Settings {
+        Settings {
             rules: test_rules(),
             // Hang guards for a loaded CI machine, not behaviour under test (the fault
             // tests set their own short bounds).
             redis_timeout: Duration::from_millis(2000),
             database_timeout: Duration::from_millis(10000),
             ..Settings::default()
-        };
-        match backend {
-            Backend::Real => {
-                require_services();
-                let admin = Database::connect(format!("{MYSQL_BASE}/test"))
-                    .await
-                    .unwrap_or_else(|e| missing("MariaDB at 127.0.0.1:3306", &e));
-                let name = unique("tc_test");
-                admin
-                    .execute_unprepared(&format!("CREATE DATABASE `{name}`"))
-                    .await
-                    .expect("create test database");
-                settings.database_url = Some(format!("{MYSQL_BASE}/{name}"));
-                settings.redis_url = Some(REDIS_URL.into());
-                settings.redis_prefix = format!("{}:", unique("tctest"));
-                (settings, Some(name), None)
-            }
-            Backend::Embedded => {
-                let path = std::env::temp_dir().join(format!("{}.db", unique("tc_test")));
-                let path = path.to_string_lossy().into_owned();
-                settings.database_url = Some(format!("sqlite://{path}?mode=rwc"));
-                (settings, None, Some(path))
-            }
         }
     }
 

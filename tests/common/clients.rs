@@ -9,6 +9,15 @@ use serde_json::{json, Value};
 use super::app::{TestApp, APP_KEY, APP_SECRET, PASSWORD};
 
 impl TestApp {
+    /// GET /api/v1/auth (forward-auth) with a bearer token, or none.
+    pub async fn forward_auth(&self, token: Option<&str>) -> reqwest::Response {
+        let mut request = self.http.get(format!("{}/api/v1/auth", self.base));
+        if let Some(t) = token {
+            request = request.header("authorization", format!("Bearer {t}"));
+        }
+        request.send().await.unwrap()
+    }
+
     /// POSTs a JSON body; returns the status and the parsed envelope.
     pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
         let response = self

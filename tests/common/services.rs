@@ -79,6 +79,22 @@ pub async fn redis_keys(conn: &mut redis::aio::MultiplexedConnection, prefix: &s
         .expect("KEYS")
 }
 
+/// A new MariaDB database for a test (its name starting with `tag`); the services are
+/// checked first.
+pub async fn create_database(tag: &str) -> String {
+    use sea_orm::ConnectionTrait;
+    require_services();
+    let admin = sea_orm::Database::connect(format!("{MYSQL_BASE}/test"))
+        .await
+        .unwrap_or_else(|e| missing("MariaDB at 127.0.0.1:3306", &e));
+    let name = unique(tag);
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE `{name}`"))
+        .await
+        .expect("create test database");
+    name
+}
+
 /// Drops a MariaDB database of a test, from any context (also `Drop`, which cannot
 /// await): a runtime of its own on a thread of its own. Never fails a test.
 pub fn drop_database(name: &str) {

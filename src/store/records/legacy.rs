@@ -10,14 +10,54 @@ use crate::secret::Secret;
 use crate::store::import::{LegacyRow, LegacySource, LegacyTable};
 use crate::store::StoreError;
 
-impl LegacySource for SeaRecords {
+/// The original's token tables of one database, with the way their usernames are matched
+/// to accounts worked out once (not once a batch).
+pub struct LegacyTables<'a> {
+    records: &'a SeaRecords,
+    /// The select expression of the username a token is filed under.
+    username: String,
+    /// The join that finds its account (empty where there is none to join).
+    join: String,
+}
+
+impl SeaRecords {
+    /// The token tables of this database, ready to be read in batches.
+    pub async fn legacy_tables(&self) -> Result<LegacyTables<'_>, StoreError> {
+        // `username` is what the client typed at login; the account it names, found under
+        // the column's collation as the original found it (`Alice` is `alice`), is what
+        // tokencache files the token under, so that revoking the account's tokens finds
+        // it. The comparison is made in the account column's collation (the token tables
+        // may be in another), so that the account's unique key serves it.
+        let (username, join) = match self.account_collation().await? {
+            Some(collation) => {
+                let charset = collation.split('_').next().unwrap_or("utf8mb4");
+                (
+                    "COALESCE(a.account, t.username)".to_owned(),
+                    format!(
+                        "LEFT JOIN user_account_tbl a ON a.account = \
+                         CONVERT(t.username USING {charset}) COLLATE {collation}"
+                    ),
+                )
+            }
+            None => ("t.username".to_owned(), String::new()),
+        };
+        Ok(LegacyTables {
+            records: self,
+            username,
+            join,
+        })
+    }
+}
+
+impl LegacySource for LegacyTables<'_> {
     async fn source_name(&self) -> Result<String, StoreError> {
         let row = self
+            .records
             .bounded(
                 "legacy_source",
-                self.connection().query_one(Statement::from_string(
-                    self.connection().get_database_backend(),
-                    match self.connection().get_database_backend() {
+                self.records.connection().query_one(Statement::from_string(
+                    self.records.connection().get_database_backend(),
+                    match self.records.connection().get_database_backend() {
                         // The database's name alone: a host name changes with a failover
                         // or a new container, and a run that found no mark would read
                         // every row again.
@@ -34,16 +74,19 @@ impl LegacySource for SeaRecords {
 
     async fn legacy_count(&self, table: LegacyTable, after_id: i64) -> Result<u64, StoreError> {
         let row = self
+            .records
             .bounded(
                 "legacy_count",
-                self.connection().query_one(Statement::from_sql_and_values(
-                    self.connection().get_database_backend(),
-                    format!(
-                        "SELECT CAST(COUNT(*) AS SIGNED) AS n FROM {} WHERE id > ?",
-                        table.name()
-                    ),
-                    [after_id.into()],
-                )),
+                self.records
+                    .connection()
+                    .query_one(Statement::from_sql_and_values(
+                        self.records.connection().get_database_backend(),
+                        format!(
+                            "SELECT CAST(COUNT(*) AS SIGNED) AS n FROM {} WHERE id > ?",
+                            table.name()
+                        ),
+                        [after_id.into()],
+                    )),
             )
             .await?;
         let n: i64 = row
@@ -65,24 +108,7 @@ impl LegacySource for SeaRecords {
             LegacyTable::Refresh => ("refresh_token", "t.token_expire_time"),
         };
         // `expires` as text: a zero date is not a date, and must not fail the batch.
-        // `username` is what the client typed at login; the account it names, found under
-        // the column's collation as the original found it (`Alice` is `alice`), is what
-        // tokencache files the token under, so that revoking the account's tokens finds it.
-        // The comparison is made in the account column's collation (the token tables may
-        // be in another), so that the account's unique key serves it.
-        let (username, join) = match self.account_collation().await? {
-            Some(collation) => {
-                let charset = collation.split('_').next().unwrap_or("utf8mb4");
-                (
-                    "COALESCE(a.account, t.username)".to_owned(),
-                    format!(
-                        "LEFT JOIN user_account_tbl a ON a.account = \
-                         CONVERT(t.username USING {charset}) COLLATE {collation}"
-                    ),
-                )
-            }
-            None => ("t.username".to_owned(), String::new()),
-        };
+        let (username, join) = (&self.username, &self.join);
         let sql = format!(
             "SELECT CAST(t.id AS SIGNED) AS id, t.{token} AS token, t.token_type, t.app_key, \
              {username} AS username, CAST(t.expires AS CHAR) AS expires, \
@@ -91,16 +117,19 @@ impl LegacySource for SeaRecords {
             table.name()
         );
         let rows = self
+            .records
             .bounded(
                 "legacy_rows",
-                self.connection().query_all(Statement::from_sql_and_values(
-                    self.connection().get_database_backend(),
-                    sql,
-                    [after_id.into(), (limit as i64).into()],
-                )),
+                self.records
+                    .connection()
+                    .query_all(Statement::from_sql_and_values(
+                        self.records.connection().get_database_backend(),
+                        sql,
+                        [after_id.into(), (limit as i64).into()],
+                    )),
             )
             .await?;
-        let zone = self.zone();
+        let zone = self.records.zone();
         rows.into_iter()
             .map(|r| {
                 let expires: Option<String> = r.try_get("", "expires")?;
@@ -124,11 +153,11 @@ impl LegacySource for SeaRecords {
     }
 
     async fn client_lifetimes(&self) -> Result<HashMap<String, i32>, StoreError> {
-        let rows = self
+        let rows = self.records
             .bounded(
                 "legacy_clients",
-                self.connection().query_all(Statement::from_string(
-                    self.connection().get_database_backend(),
+                self.records.connection().query_all(Statement::from_string(
+                    self.records.connection().get_database_backend(),
                     "SELECT app_key, CAST(token_expire_time AS SIGNED) AS ttl FROM oauth2_client_tbl",
                 )),
             )

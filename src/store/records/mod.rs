@@ -2,6 +2,7 @@
 //! implementation, sea-orm over MySQL/MariaDB or SQLite.
 mod entities;
 mod legacy;
+pub use legacy::LegacyTables;
 pub mod sea;
 pub mod zone;
 

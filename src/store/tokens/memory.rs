@@ -138,7 +138,7 @@ impl TokenStore for MemoryTokens {
         Ok(live(&self.guard().access, hash, Instant::now()))
     }
 
-    async fn issue(&self, pair: &IssuedPair) -> Result<(), StoreError> {
+    async fn issue(&self, pair: &IssuedPair) -> Result<u64, StoreError> {
         let now = Instant::now();
         let ttl = u64::from(pair.access.lifetime);
         let mut state = self.guard();
@@ -161,7 +161,11 @@ impl TokenStore for MemoryTokens {
             );
         }
         state.wrote(now);
-        Ok(())
+        let pairs = state
+            .by_user
+            .get(&pair.access.username)
+            .map_or(0, |set| set.len());
+        Ok(pairs as u64)
     }
 
     async fn refresh(&self, hash: &TokenHash) -> Result<Option<RefreshState>, StoreError> {

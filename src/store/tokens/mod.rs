@@ -149,8 +149,9 @@ pub trait TokenStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<AccessRecord>, StoreError>> + Send;
 
     /// Stores a pair with its TTLs (access: `lifetime`, refresh: 2 × `lifetime`) and adds
-    /// it to the user's index of live tokens.
-    fn issue(&self, pair: &IssuedPair) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// it to the user's index of live tokens; returns how many pairs the index holds now
+    /// (for the session cap, in the same round trip).
+    fn issue(&self, pair: &IssuedPair) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// The refresh token with this hash, without using it (introspection).
     fn refresh(
@@ -287,7 +288,7 @@ impl TokenStore for Tokens {
     async fn access(&self, hash: &TokenHash) -> Result<Option<AccessRecord>, StoreError> {
         dispatch!(self, s => s.access(hash))
     }
-    async fn issue(&self, pair: &IssuedPair) -> Result<(), StoreError> {
+    async fn issue(&self, pair: &IssuedPair) -> Result<u64, StoreError> {
         dispatch!(self, s => s.issue(pair))
     }
     async fn refresh(&self, hash: &TokenHash) -> Result<Option<RefreshState>, StoreError> {

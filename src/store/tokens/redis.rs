@@ -305,7 +305,7 @@ impl TokenStore for RedisTokens {
             .transpose()
     }
 
-    async fn issue(&self, pair: &IssuedPair) -> Result<(), StoreError> {
+    async fn issue(&self, pair: &IssuedPair) -> Result<u64, StoreError> {
         let access_ttl = u64::from(pair.access.lifetime.max(1));
         let refresh_ttl = access_ttl * 2;
         let index = self.key(kind::INDEX, &pair.access.username);
@@ -316,27 +316,12 @@ impl TokenStore for RedisTokens {
         };
 
         let mut pipe = redis::pipe();
-        // The index first: a token never exists without its index entry. One member per
-        // pair, living as long as its longest-lived token.
-        // The score is the pair's end; its fraction, the microsecond of the issue, orders
-        // the pairs that end in the same second by age (the session cap revokes the
-        // oldest first).
-        let micros = chrono::Utc::now().timestamp_subsec_micros();
-        let score = member_end as f64 + f64::from(micros) / 1e6;
-        pipe.zadd(&index, member, score)
-            .ignore()
-            .zrembyscore(&index, "-inf", unix_now())
-            .ignore()
-            // NX sets a TTL on a new index, GT extends it for a longer-lived member.
-            .cmd("EXPIRE")
-            .arg(&index)
-            .arg(index_ttl)
-            .arg("NX")
-            .ignore()
-            .cmd("EXPIRE")
-            .arg(&index)
-            .arg(index_ttl)
-            .arg("GT")
+        // The index first: a token never exists without its index entry. The score's
+        // fraction, the microsecond of the issue, orders the pairs that end in the same
+        // second by age (the session cap revokes the oldest first).
+        let score = member_end as f64 + f64::from(crate::clock::subsec_micros()) / 1e6;
+        index_add(&mut pipe, &index, member, score, index_ttl);
+        pipe.zrembyscore(&index, "-inf", unix_now())
             .ignore()
             .set_ex(
                 self.key(kind::ACCESS, &pair.access_hash.encode()),
@@ -352,9 +337,11 @@ impl TokenStore for RedisTokens {
             )
             .ignore();
         }
+        // The index's size, for the session cap, in the same round trip.
+        pipe.zcard(&index);
         let mut conn = self.conn.clone();
-        self.bounded("issue", pipe.query_async::<()>(&mut conn))
-            .await
+        let (pairs,): (u64,) = self.bounded("issue", pipe.query_async(&mut conn)).await?;
+        Ok(pairs)
     }
 
     async fn refresh(&self, hash: &TokenHash) -> Result<Option<RefreshState>, StoreError> {
@@ -548,19 +535,14 @@ impl TokenImport for RedisTokens {
             };
             let ttl = (expires - now).max(1);
             let index = self.key(kind::INDEX, username);
-            pipe.zadd(&index, member, expires)
-                .ignore()
-                .cmd("EXPIRE")
-                .arg(&index)
-                .arg(ttl)
-                .arg("NX")
-                .ignore()
-                .cmd("EXPIRE")
-                .arg(&index)
-                .arg(ttl)
-                .arg("GT")
-                .ignore()
-                .cmd("SET")
+            index_add(
+                &mut pipe,
+                &index,
+                member,
+                expires as f64,
+                ttl.unsigned_abs(),
+            );
+            pipe.cmd("SET")
                 .arg(key)
                 .arg(value)
                 .arg("NX")
@@ -597,6 +579,24 @@ impl RedisTokens {
     fn import_key(&self, source: &str, table: LegacyTable) -> String {
         self.key(kind::IMPORT_MARK, &format!("{source}:{}", table.name()))
     }
+}
+
+/// Adds a pair's member to a user's index, scored with the pair's end, and keeps the
+/// index as long as its longest-lived member: `EXPIRE NX` sets a TTL on a new index, `GT`
+/// extends it for a longer-lived member.
+fn index_add(pipe: &mut redis::Pipeline, index: &str, member: Vec<u8>, score: f64, ttl: u64) {
+    pipe.zadd(index, member, score)
+        .ignore()
+        .cmd("EXPIRE")
+        .arg(index)
+        .arg(ttl)
+        .arg("NX")
+        .ignore()
+        .cmd("EXPIRE")
+        .arg(index)
+        .arg(ttl)
+        .arg("GT")
+        .ignore();
 }
 
 /// Redis's TTL answer as seconds left: -2 (no key) and -1 (no expiry) are 0.
