@@ -88,6 +88,19 @@ impl RedisTokens {
         let index = self.key(kind::INDEX, username);
         let mut conn = self.conn.clone();
         let members: Vec<Vec<u8>> = self.bounded(operation, conn.zrange(&index, 0, -1)).await?;
+        self.revoke_listed(&index, operation, members, select).await
+    }
+
+    /// Deletes the pairs of `members` (raw members of the index `index`) that `select`
+    /// picks. Two round trips: the refresh values of those members, the deletions.
+    async fn revoke_listed(
+        &self,
+        index: &str,
+        operation: &'static str,
+        members: Vec<Vec<u8>>,
+        select: impl Fn(&IndexedPair) -> bool,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
         let members: Vec<(Vec<u8>, Member)> = members
             .into_iter()
             .filter_map(|raw| Member::parse(&raw).map(|m| (raw, m)))
@@ -141,7 +154,7 @@ impl RedisTokens {
             if let Some(refresh) = pair.refresh {
                 deletes.del(self.key(kind::REFRESH, &refresh.encode()));
             }
-            deletes.zrem(&index, raw).ignore();
+            deletes.zrem(index, raw).ignore();
         }
         if deletes.is_empty() {
             return Ok(0);
@@ -394,21 +407,16 @@ impl Revocation for RedisTokens {
         if size <= keep {
             return Ok(0);
         }
-        // The index scores each pair with its end: the lowest scores are the oldest.
+        // The index scores each pair with its end: the lowest scores are the oldest. Only
+        // their refresh values are read, not the whole index's.
         let oldest: Vec<Vec<u8>> = self
             .bounded(
                 "revoke_oldest",
                 conn.zrange(&index, 0, (size - keep - 1) as isize),
             )
             .await?;
-        let oldest: Vec<Member> = oldest.iter().filter_map(|raw| Member::parse(raw)).collect();
-        let chosen = |p: &IndexedPair| {
-            oldest.iter().any(|m| match m {
-                Member::Refresh(hash) => p.refresh == Some(*hash),
-                Member::AccessOnly(hash) => p.refresh.is_none() && p.access == Some(*hash),
-            })
-        };
-        self.revoke_members(username, "revoke_oldest", chosen).await
+        self.revoke_listed(&index, "revoke_oldest", oldest, |_| true)
+            .await
     }
 }
 
