@@ -46,8 +46,8 @@ pub struct Rules {
     /// How long the OAuth endpoints use a client read from the records before reading
     /// it again (0: every call reads it).
     pub client_cache: Duration,
-    /// Pairs a user's index keeps: past it, each new pair revokes the oldest (0: no cap).
-    /// Bounds what one account can make Redis hold and what revoking it reads.
+    /// Pairs a user's index keeps: past it (by an eighth at most) the oldest are revoked
+    /// (0: no cap). Bounds what one account can make Redis hold and what revoking it reads.
     pub max_sessions_per_user: usize,
 }
 
@@ -245,8 +245,10 @@ impl<T: TokenStore + Revocation, R: RecordStore> Engine<T, R> {
         };
         let pairs = self.tokens.issue(&pair).await?;
         crate::telemetry::tokens_issued(route);
+        // Trimmed past an eighth over the cap, back to the cap: one trim (its reads and
+        // deletions) serves cap/8 new pairs instead of each (a cap under 8 stays exact).
         let cap = self.rules.max_sessions_per_user;
-        if cap > 0 && pairs > cap as u64 {
+        if cap > 0 && pairs > (cap + cap / 8) as u64 {
             // The pair is issued already: a failure here leaves the index long, it does
             // not undo the login.
             if let Err(e) = self.tokens.revoke_oldest(grant.username, cap).await {
