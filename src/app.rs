@@ -12,7 +12,7 @@ use crate::http::{self, HttpSettings};
 use crate::store::records::sea::{MigrateError, SeaRecords};
 use crate::store::records::zone::DbZone;
 use crate::store::tokens::memory::MemoryTokens;
-use crate::store::tokens::redis::RedisTokens;
+use crate::store::tokens::redis::{OpenError, RedisMode, RedisTarget, RedisTokens};
 use crate::store::tokens::Tokens;
 use crate::store::{RecordStore, StoreError};
 
@@ -36,8 +36,12 @@ pub type AppState = http::State<Tokens, SeaRecords>;
 pub struct Settings {
     /// `mysql://…` or `sqlite://…`; `None`: the embedded SQLite file.
     pub database_url: Option<String>,
-    /// `redis://…`; `None`: the in-process token store (single instance only).
+    /// `redis://…` (a comma-separated list of seed nodes or sentinels in cluster and
+    /// sentinel modes); `None`: the in-process token store (single instance only).
     pub redis_url: Option<String>,
+    pub redis_mode: RedisMode,
+    /// The master's name the sentinels monitor (sentinel mode).
+    pub redis_sentinel_master: Option<String>,
     /// Prefix of every Redis key (lets several deployments or tests share one Redis).
     pub redis_prefix: String,
     pub redis_timeout: Duration,
@@ -57,6 +61,8 @@ impl Default for Settings {
         Self {
             database_url: None,
             redis_url: None,
+            redis_mode: RedisMode::Standalone,
+            redis_sentinel_master: None,
             redis_prefix: DEFAULT_REDIS_PREFIX.into(),
             redis_timeout: DEFAULT_REDIS_TIMEOUT,
             database_timeout: DEFAULT_DATABASE_TIMEOUT,
@@ -76,7 +82,7 @@ pub enum StartError {
     #[error("cannot run migrations: {0}")]
     Migrate(#[source] MigrateError),
     #[error("cannot open the token store: {0}")]
-    Tokens(#[source] StoreError),
+    Tokens(#[source] OpenError),
     #[error(transparent)]
     Password(#[from] PasswordError),
     #[error(transparent)]
@@ -96,10 +102,19 @@ pub async fn engine(settings: &Settings) -> Result<AppEngine, StartError> {
         records.migrate().await.map_err(StartError::Migrate)?;
     }
     let tokens = match &settings.redis_url {
-        Some(url) => Tokens::Redis(
-            RedisTokens::open(url, &settings.redis_prefix, settings.redis_timeout)
-                .map_err(StartError::Tokens)?,
-        ),
+        Some(url) => {
+            let target = RedisTarget {
+                mode: settings.redis_mode,
+                urls: url.clone(),
+                sentinel_master: settings.redis_sentinel_master.clone(),
+                timeout: settings.redis_timeout,
+            };
+            Tokens::Redis(
+                RedisTokens::open(&target, &settings.redis_prefix)
+                    .await
+                    .map_err(StartError::Tokens)?,
+            )
+        }
         None => Tokens::Memory(MemoryTokens::new()),
     };
     let delivery = delivery::build(&settings.delivery)?;
@@ -121,7 +136,12 @@ pub async fn state(settings: &Settings) -> Result<Arc<AppState>, StartError> {
     let records = engine.records.name();
     match engine.tokens {
         Tokens::Redis(ref redis) => {
-            tracing::info!(records, tokens = "redis", "stores ready");
+            tracing::info!(
+                records,
+                tokens = "redis",
+                redis_mode = redis.mode().name(),
+                "stores ready"
+            );
             // In the background: Redis may still be down at start.
             let redis = redis.clone();
             tokio::spawn(async move {

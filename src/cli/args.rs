@@ -11,6 +11,7 @@ use crate::domain::password::Argon2Settings;
 use crate::domain::Rules;
 use crate::http::{HttpSettings, Lang};
 use crate::store::records::zone::DbZone;
+use crate::store::tokens::redis::RedisMode;
 
 const HTTP: HttpSettings = HttpSettings::DEFAULT;
 /// The longest window, lifetime or wait a setting may name: a year. Larger values are
@@ -56,9 +57,23 @@ pub struct StoreArgs {
     /// Unset: the embedded SQLite file ./tokencache.db.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
-    /// Token store: redis://host:6379/0. Unset: an in-process store (one instance only).
+    /// Token store: redis://host:6379/0 (rediss:// for TLS). Cluster mode: seed nodes,
+    /// sentinel mode: the sentinels, comma-separated. Unset: an in-process store (one
+    /// instance only).
     #[arg(long, env = "REDIS_URL", global = true, hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// What --redis-url names: one server, a Redis Cluster, or Redis Sentinels.
+    #[arg(
+        long,
+        env = "TOKENCACHE_REDIS_MODE",
+        value_enum,
+        default_value_t = RedisMode::Standalone,
+        global = true
+    )]
+    pub redis_mode: RedisMode,
+    /// Sentinel mode: the name of the master the sentinels monitor.
+    #[arg(long, env = "TOKENCACHE_REDIS_SENTINEL_MASTER", global = true)]
+    pub redis_sentinel_master: Option<String>,
     /// Prefix of every Redis key.
     #[arg(
         long,

@@ -61,6 +61,8 @@ impl StoreArgs {
         Settings {
             database_url: self.database_url.clone(),
             redis_url: self.redis_url.clone(),
+            redis_mode: self.redis_mode,
+            redis_sentinel_master: self.redis_sentinel_master.clone(),
             redis_prefix: self.redis_prefix.clone(),
             redis_timeout: Duration::from_millis(self.redis_timeout_ms),
             database_timeout: Duration::from_millis(self.database_timeout_ms),

@@ -142,14 +142,14 @@ on_both_stores! {
         // Another username is not locked.
         assert_done(&app.get_verify("other@example.com", "1", "1").await.pair());
 
-        if app.backend == Backend::Real {
+        if app.backend.redis() {
             let lock = app.redis_ttl(&format!("l:resend:{user}")).await;
             assert!((55..=60).contains(&lock), "resend lock TTL {lock}");
             let code = app.redis_ttl(&format!("v:register:{user}")).await;
             assert!((595..=600).contains(&code), "code TTL {code}");
             // The key names the user and purpose, never the code.
             let sent = hook.code_for(user);
-            let mut conn = redis_conn().await.unwrap();
+            let mut conn = app.redis().await;
             for key in redis_keys(&mut conn, &app.settings.redis_prefix).await {
                 assert!(!key.contains(&sent), "{key}");
             }
@@ -223,13 +223,13 @@ on_both_stores! {
         let code = hook.code_for(user);
         let wrong = if code == "999999" { "999998" } else { "999999" };
         for n in 1..=5 {
-            if app.backend == Backend::Real {
+            if app.backend.redis() {
                 let stored = app.redis_get(&format!("v:register:{user}")).await;
                 assert_eq!(stored.as_deref(), Some(&code[..]), "before wrong guess {n}");
             }
             assert_fails(&app.doaction(user, "pw", wrong, "1").await, 400, 1017);
         }
-        if app.backend == Backend::Real {
+        if app.backend.redis() {
             // The fifth wrong guess voided it.
             assert_eq!(app.redis_get(&format!("v:register:{user}")).await, None);
             assert_eq!(app.redis_get(&format!("n:code:register:{user}")).await.as_deref(), Some("5"));
@@ -338,7 +338,7 @@ on_both_stores! {
         let user = "late@example.com";
         assert_done(&app.get_verify(user, "1", "1").await.pair());
         let code = hook.code_for(user);
-        if backend == Backend::Real {
+        if backend.redis() {
             let ttl = app.redis_ttl(&format!("v:register:{user}")).await;
             assert!((0..=1).contains(&ttl), "code TTL {ttl}");
         }

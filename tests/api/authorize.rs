@@ -212,8 +212,8 @@ on_both_stores! {
     async fn a_username_longer_than_the_column_is_refused_before_any_counter(app) {
         let long = "u".repeat(192);
         assert_fails(&app.authorize(&long, PASSWORD).await, 400, 1001);
-        if app.backend == Backend::Real {
-            let mut conn = redis_conn().await.unwrap();
+        if app.backend.redis() {
+            let mut conn = app.redis().await;
             let keys = redis_keys(&mut conn, &format!("{}n:login:", app.settings.redis_prefix)).await;
             assert!(keys.is_empty(), "{keys:?}");
         }

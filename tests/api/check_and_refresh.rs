@@ -138,8 +138,8 @@ on_both_stores! {
         for (access, _) in &logins[2..] {
             assert_eq!(app.check_token(access).await.0, StatusCode::OK);
         }
-        if backend == Backend::Real {
-            let mut conn = redis_conn().await.unwrap();
+        if backend.redis() {
+            let mut conn = app.redis().await;
             let members: u64 = redis::cmd("ZCARD")
                 .arg(format!("{}u:alice", app.settings.redis_prefix))
                 .query_async(&mut conn)

@@ -180,7 +180,11 @@ impl Prefix {
 
 impl Drop for Prefix {
     fn drop(&mut self) {
-        delete_keys(&self.0);
+        delete_keys(&tokencache::app::Settings {
+            redis_url: Some(REDIS_URL.into()),
+            redis_prefix: self.0.clone(),
+            ..Default::default()
+        });
     }
 }
 

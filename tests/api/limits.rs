@@ -27,7 +27,7 @@ on_both_stores! {
         app.create_user("bob", "bob-pw").await;
         app.login_as("bob", "bob-pw").await;
 
-        if app.backend == Backend::Real {
+        if app.backend.redis() {
             assert_eq!(app.redis_get("n:login:alice").await.as_deref(), Some("5"));
             let ttl = app.redis_ttl("n:login:alice").await;
             assert!((890..=900).contains(&ttl), "lockout TTL {ttl}");
@@ -141,7 +141,7 @@ on_both_stores! {
         assert_fails(&limited.pair(), 429, 405);
         assert!((1..=30).contains(&limited.retry_after()));
 
-        if backend == Backend::Real {
+        if backend.redis() {
             let ttl = app.redis_ttl("n:ip:check_user:127.0.0.1").await;
             assert!((25..=30).contains(&ttl), "per-IP TTL {ttl}");
             assert_eq!(

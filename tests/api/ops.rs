@@ -14,7 +14,7 @@ on_both_stores! {
         assert_eq!(v["status"], json!("ready"));
         let stores = v["stores"].as_object().unwrap();
         let expected = match app.backend {
-            Backend::Real => ["redis", "mysql"],
+            Backend::Real | Backend::Cluster | Backend::Sentinel => ["redis", "mysql"],
             Backend::Embedded => ["in-process", "sqlite"],
         };
         for name in expected {

@@ -157,9 +157,15 @@ async fn the_server_warns_when_redis_may_evict_keys() {
     let evicting = ["--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"];
     let _redis = OwnRedis::start_with(port, &evicting).await;
     let url = format!("redis://127.0.0.1:{port}/0");
-    let tokens =
-        tokencache::store::tokens::redis::RedisTokens::open(&url, "t:", Duration::from_secs(1))
-            .unwrap();
+    let target = tokencache::store::tokens::redis::RedisTarget {
+        mode: tokencache::store::tokens::redis::RedisMode::Standalone,
+        urls: url.clone(),
+        sentinel_master: None,
+        timeout: Duration::from_secs(1),
+    };
+    let tokens = tokencache::store::tokens::redis::RedisTokens::open(&target, "t:")
+        .await
+        .unwrap();
     assert_eq!(
         tokens.eviction_policy().await.as_deref(),
         Some("allkeys-lru")

@@ -12,6 +12,7 @@ use tokencache::domain::admin::ClientSpec;
 use tokencache::domain::password::Argon2Settings;
 use tokencache::domain::Rules;
 use tokencache::secret::Secret;
+use tokencache::store::tokens::redis::{RedisConn, RedisMode};
 use tokio::sync::oneshot;
 
 use super::services::*;
@@ -22,10 +23,21 @@ pub const PASSWORD: &str = "correct horse battery";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
-    /// MariaDB + Redis, as in production.
+    /// MariaDB + one Redis server, as in production.
     Real,
+    /// MariaDB + a local Redis Cluster (3 masters, 3 replicas) shared by the process.
+    Cluster,
+    /// MariaDB + a local Sentinel setup (master, replica, 3 sentinels) shared by the process.
+    Sentinel,
     /// SQLite file + in-process token store, the embedded default.
     Embedded,
+}
+
+impl Backend {
+    /// Whether tokens live in Redis (in any mode).
+    pub fn redis(self) -> bool {
+        self != Self::Embedded
+    }
 }
 
 /// Cheap argon2 so the suite stays fast; the parameters are settings, the code is the same.
@@ -59,9 +71,18 @@ impl TestApp {
     /// MariaDB database (Real) or the path of its SQLite file (Embedded).
     pub async fn fresh_settings(backend: Backend) -> (Settings, Option<String>, Option<String>) {
         match backend {
-            Backend::Real => {
+            Backend::Real | Backend::Cluster | Backend::Sentinel => {
                 let name = create_database("tc_test").await;
-                let settings = Self::real_settings(&format!("{MYSQL_BASE}/{name}"));
+                let mut settings = Self::real_settings(&format!("{MYSQL_BASE}/{name}"));
+                match backend {
+                    Backend::Cluster => {
+                        super::topology::point_at(&mut settings, RedisMode::Cluster)
+                    }
+                    Backend::Sentinel => {
+                        super::topology::point_at(&mut settings, RedisMode::Sentinel)
+                    }
+                    _ => {}
+                }
                 (settings, Some(name), None)
             }
             Backend::Embedded => {
@@ -190,6 +211,11 @@ impl TestApp {
             .expect("create user");
     }
 
+    /// A connection to this test's Redis, in its mode (to look at keys).
+    pub async fn redis(&self) -> RedisConn {
+        super::topology::open(&self.settings).await
+    }
+
     /// Stops the server and removes what the test made (the same as dropping it, said
     /// where a test ends).
     pub async fn cleanup(self) {
@@ -208,8 +234,8 @@ impl Drop for TestApp {
         if let Some(path) = &self.sqlite_path {
             let _ = std::fs::remove_file(path);
         }
-        if self.backend == Backend::Real {
-            delete_keys(&self.settings.redis_prefix);
+        if self.settings.redis_url.is_some() {
+            delete_keys(&self.settings);
         }
     }
 }

@@ -1,6 +1,7 @@
-//! `on_both_stores!`: one scenario run on each backend, as two tests: one on MariaDB +
-//! Redis (`#[ignore]`d in a plain `cargo test`: run with `cargo test --
-//! --include-ignored`) and one on the embedded stores. A scenario takes what it needs:
+//! `on_both_stores!`: one scenario run on each backend, as four tests: on MariaDB + one
+//! Redis, on MariaDB + a Redis Cluster, on MariaDB + Redis under Sentinel (those three
+//! `#[ignore]`d in a plain `cargo test`: run with `cargo test -- --include-ignored`) and on
+//! the embedded stores. A scenario takes what it needs:
 //!
 //! - `async fn name(app) { … }`: a server with the test client and `alice`;
 //! - `async fn name(app, hook) { … }`: the same, delivering codes to a receiver `hook`;
@@ -20,6 +21,18 @@ macro_rules! on_both_stores {
             #[ignore = "needs MariaDB and Redis: cargo test -- --include-ignored"]
             async fn on_mariadb_and_redis() {
                 scenario($crate::common::Backend::Real).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = "needs MariaDB and redis-server: cargo test -- --include-ignored"]
+            async fn on_redis_cluster() {
+                scenario($crate::common::Backend::Cluster).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = "needs MariaDB and redis-server: cargo test -- --include-ignored"]
+            async fn on_redis_sentinel() {
+                scenario($crate::common::Backend::Sentinel).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -43,6 +56,20 @@ macro_rules! on_both_stores {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = "needs MariaDB and redis-server: cargo test -- --include-ignored"]
+            async fn on_redis_cluster() {
+                let (app, hook) = $crate::common::spawn_with_webhook($crate::common::Backend::Cluster, |_| {}).await;
+                scenario(&app, &hook).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = "needs MariaDB and redis-server: cargo test -- --include-ignored"]
+            async fn on_redis_sentinel() {
+                let (app, hook) = $crate::common::spawn_with_webhook($crate::common::Backend::Sentinel, |_| {}).await;
+                scenario(&app, &hook).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn on_embedded_stores() {
                 let (app, hook) = $crate::common::spawn_with_webhook($crate::common::Backend::Embedded, |_| {}).await;
                 scenario(&app, &hook).await;
@@ -60,6 +87,20 @@ macro_rules! on_both_stores {
             #[ignore = "needs MariaDB and Redis: cargo test -- --include-ignored"]
             async fn on_mariadb_and_redis() {
                 let app = $crate::common::TestApp::spawn($crate::common::Backend::Real).await;
+                scenario(&app).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = "needs MariaDB and redis-server: cargo test -- --include-ignored"]
+            async fn on_redis_cluster() {
+                let app = $crate::common::TestApp::spawn($crate::common::Backend::Cluster).await;
+                scenario(&app).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = "needs MariaDB and redis-server: cargo test -- --include-ignored"]
+            async fn on_redis_sentinel() {
+                let app = $crate::common::TestApp::spawn($crate::common::Backend::Sentinel).await;
                 scenario(&app).await;
             }
 

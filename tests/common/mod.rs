@@ -1,7 +1,7 @@
 //! What every integration test binary shares: `services` (MariaDB and Redis, found once
 //! per process), `app` (`TestApp`, the server in-process on port 0), `clients` (one
-//! helper per endpoint, signatures, assertions), `webhook` (a code-delivery receiver and
-//! the account endpoints) and `macros` (one scenario on each backend). Not every binary
+//! helper per endpoint, signatures, assertions), `topology` (a local Redis Cluster and
+//! Sentinel setup), `webhook` (a code-delivery receiver and the account endpoints) and `macros` (one scenario on each backend). Not every binary
 //! uses every helper.
 #![allow(dead_code, unused_imports, unused_macros)]
 
@@ -10,6 +10,7 @@ pub mod clients;
 #[macro_use]
 pub mod macros;
 pub mod services;
+pub mod topology;
 pub mod webhook;
 
 pub use app::*;

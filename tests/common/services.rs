@@ -71,7 +71,7 @@ pub async fn redis_conn() -> redis::RedisResult<redis::aio::MultiplexedConnectio
     .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "connect timed out")))?
 }
 
-pub async fn redis_keys(conn: &mut redis::aio::MultiplexedConnection, prefix: &str) -> Vec<String> {
+pub async fn redis_keys(conn: &mut impl redis::aio::ConnectionLike, prefix: &str) -> Vec<String> {
     redis::cmd("KEYS")
         .arg(format!("{prefix}*"))
         .query_async(conn)
@@ -107,11 +107,18 @@ pub fn drop_database(name: &str) {
     });
 }
 
-/// Deletes every Redis key under a test's prefix, from any context. Never fails a test.
-pub fn delete_keys(prefix: &str) {
-    let pattern = format!("{prefix}*");
+/// Deletes every Redis key under a test's prefix, in the Redis its settings name (any
+/// mode), from any context. Never fails a test.
+pub fn delete_keys(settings: &tokencache::app::Settings) {
+    let pattern = format!("{}*", settings.redis_prefix);
+    let target = tokencache::store::tokens::redis::RedisTarget {
+        mode: settings.redis_mode,
+        urls: settings.redis_url.clone().unwrap_or_default(),
+        sentinel_master: settings.redis_sentinel_master.clone(),
+        timeout: Duration::from_secs(2),
+    };
     blocking(async move {
-        if let Ok(mut conn) = redis_conn().await {
+        if let Ok(mut conn) = tokencache::store::tokens::redis::RedisConn::open(&target).await {
             let keys: Vec<String> = redis::cmd("KEYS")
                 .arg(&pattern)
                 .query_async(&mut conn)

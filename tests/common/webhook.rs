@@ -291,9 +291,9 @@ impl TestApp {
             .expect("create client");
     }
 
-    /// TTL of a Redis key of this test (Real only).
+    /// TTL of a Redis key of this test (Redis-backed only).
     pub async fn redis_ttl(&self, suffix: &str) -> i64 {
-        let mut conn = redis_conn().await.unwrap();
+        let mut conn = self.redis().await;
         redis::cmd("TTL")
             .arg(format!("{}{suffix}", self.settings.redis_prefix))
             .query_async(&mut conn)
@@ -301,9 +301,9 @@ impl TestApp {
             .unwrap()
     }
 
-    /// GET of a Redis key of this test (Real only).
+    /// GET of a Redis key of this test (Redis-backed only).
     pub async fn redis_get(&self, suffix: &str) -> Option<String> {
-        let mut conn = redis_conn().await.unwrap();
+        let mut conn = self.redis().await;
         redis::cmd("GET")
             .arg(format!("{}{suffix}", self.settings.redis_prefix))
             .query_async(&mut conn)

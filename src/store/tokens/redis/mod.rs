@@ -14,21 +14,26 @@
 //! | `P v:<name>` | string | the code's lifetime | a verification code |
 //! | `P m:<source>:<table>` | string (integer) | none | the last row id `import-legacy-tokens` carried over from a legacy token table |
 //!
-//! Every command touches one key, and the multi-command writes are plain (non-atomic)
-//! pipelines, so the layout works unchanged on Redis Cluster. The one atomic step that
+//! The keys of one token sit on different cluster slots (an access token is found by its
+//! hash alone, so nothing else can share its slot). So no command touches two keys of
+//! different slots except `MGET` and `DEL`, which the cluster client splits by slot, and
+//! the writes of one operation are `Ops` in stages (`conn.rs`): one pipeline on a single
+//! node, grouped by slot stage after stage on a cluster. The one atomic step that
 //! matters, single-use refresh, is one Lua script on one key: it returns the refresh
 //! value and marks it used (same TTL), so a replay is recognised.
 //!
 //! `<hash>` is 22 characters (128 bits of SHA-256, base64url); values are in the binary
 //! form of `value.rs`.
 //!
-//! One multiplexed connection (`ConnectionManager`) serves every request: concurrent
+//! One multiplexed connection (per node on a cluster) serves every request: concurrent
 //! requests are pipelined on it, it reconnects by itself, and no pool checkout (which
-//! costs deadpool-redis a PING round trip) sits on the hot path.
-use std::time::Duration;
+//! costs deadpool-redis a PING round trip) sits on the hot path. `conn.rs` says how each
+//! mode connects and why no command is ever sent twice.
+mod conn;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, RedisError};
+use conn::Ops;
+pub use conn::{slot_of, OpenError, RedisConn, RedisMode, RedisTarget};
+use redis::{AsyncCommands, Cmd, RedisError};
 
 use super::super::import::{ImportedToken, LegacyTable, TokenImport};
 use super::super::{
@@ -44,22 +49,16 @@ use crate::telemetry::{self, StoreOp};
 /// Redis behind the `TokenStore` trait.
 #[derive(Clone)]
 pub struct RedisTokens {
-    conn: ConnectionManager,
+    conn: RedisConn,
     take_refresh: redis::Script,
     prefix: String,
 }
 
 impl RedisTokens {
-    /// Connects lazily: the server starts even while Redis is down, and every command
-    /// fails fast (code 1) until it is back.
-    pub fn open(url: &str, prefix: &str, timeout: Duration) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(200));
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
+    /// Opens Redis in the mode `target` names (see `RedisConn::open`: standalone starts
+    /// while Redis is down and every command fails fast, code 1, until it is back).
+    pub async fn open(target: &RedisTarget, prefix: &str) -> Result<Self, OpenError> {
+        let conn = RedisConn::open(target).await?;
         telemetry::store_connections("redis", 1);
         Ok(Self {
             conn,
@@ -105,21 +104,23 @@ impl RedisTokens {
             .into_iter()
             .filter_map(|raw| Member::parse(&raw).map(|m| (raw, m)))
             .collect();
-        // One command per key: the keys sit on different cluster slots.
-        let mut reads = redis::pipe();
-        for (_, member) in &members {
-            if let Member::Refresh(hash) = member {
-                reads.get(self.key(kind::REFRESH, &hash.encode()));
-            }
-        }
-        let mut values: std::vec::IntoIter<Option<Vec<u8>>> = if reads.is_empty() {
+        // One MGET: the cluster client splits it by slot.
+        let refresh_keys: Vec<String> = members
+            .iter()
+            .filter_map(|(_, member)| match member {
+                Member::Refresh(hash) => Some(self.key(kind::REFRESH, &hash.encode())),
+                Member::AccessOnly(_) => None,
+            })
+            .collect();
+        let mut values: std::vec::IntoIter<Option<Vec<u8>>> = if refresh_keys.is_empty() {
             Vec::new().into_iter()
         } else {
-            self.bounded(operation, reads.query_async::<Vec<_>>(&mut conn))
+            self.bounded(operation, conn.mget::<_, Vec<_>>(&refresh_keys))
                 .await?
                 .into_iter()
         };
-        let mut deletes = redis::pipe();
+        let mut keys: Vec<String> = Vec::new();
+        let mut removed_members: Vec<Vec<u8>> = Vec::new();
         for (raw, member) in members {
             let pair = match member {
                 Member::AccessOnly(access) => IndexedPair {
@@ -149,20 +150,26 @@ impl RedisTokens {
                 continue;
             }
             if let Some(access) = pair.access {
-                deletes.del(self.key(kind::ACCESS, &access.encode()));
+                keys.push(self.key(kind::ACCESS, &access.encode()));
             }
             if let Some(refresh) = pair.refresh {
-                deletes.del(self.key(kind::REFRESH, &refresh.encode()));
+                keys.push(self.key(kind::REFRESH, &refresh.encode()));
             }
-            deletes.zrem(index, raw).ignore();
+            removed_members.push(raw);
         }
-        if deletes.is_empty() {
+        if removed_members.is_empty() {
             return Ok(0);
         }
-        let removed: Vec<u64> = self
-            .bounded(operation, deletes.query_async(&mut conn))
-            .await?;
-        Ok(removed.iter().sum())
+        // The tokens first, then their members: a failure between the two leaves members
+        // that name nothing (skipped, and gone with the index), never a token the index
+        // no longer names.
+        // Every selected pair names at least one key (its refresh or its access token).
+        let mut ops = Ops::new();
+        ops.keep_multi(Cmd::del(&keys))
+            .then()
+            .ignore(index.as_bytes(), Cmd::zrem(index, removed_members));
+        let (removed,): (u64,) = self.bounded(operation, ops.run(&self.conn)).await?;
+        Ok(removed)
     }
 
     /// Redis's eviction policy when Redis can evict keys (a `maxmemory` is set and the
@@ -174,18 +181,22 @@ impl RedisTokens {
     /// an evicted signature allows a replay.
     pub async fn eviction_policy(&self) -> Option<String> {
         let mut conn = self.conn.clone();
-        let mut pipe = redis::pipe();
-        pipe.cmd("CONFIG")
-            .arg("GET")
-            .arg("maxmemory")
-            .cmd("CONFIG")
-            .arg("GET")
-            .arg("maxmemory-policy");
-        let (maxmemory, policy): (Vec<String>, Vec<String>) =
-            pipe.query_async(&mut conn).await.ok()?;
-        let maxmemory: u64 = maxmemory.get(1)?.parse().ok()?;
-        let policy = policy.get(1)?.clone();
-        (maxmemory > 0 && policy != "noeviction").then_some(policy)
+        let infos = conn.masters_memory_info().await.ok()?;
+        infos.iter().find_map(|info| {
+            let field = |name: &str| {
+                info.lines()
+                    .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':'))
+                    .map(str::to_owned)
+            };
+            let maxmemory: u64 = field("maxmemory")?.parse().ok()?;
+            let policy = field("maxmemory_policy")?;
+            (maxmemory > 0 && policy != "noeviction").then_some(policy)
+        })
+    }
+
+    /// Which mode Redis is in (standalone, cluster, sentinel).
+    pub fn mode(&self) -> RedisMode {
+        self.conn.mode()
     }
 
     /// `SET key 1 NX EX ttl`: `true` when this call set it (the key was absent).
@@ -328,32 +339,32 @@ impl TokenStore for RedisTokens {
             None => (access_ttl, pair.access.expires),
         };
 
-        let mut pipe = redis::pipe();
+        let mut ops = Ops::new();
         // The index first: a token never exists without its index entry. The score's
         // fraction, the microsecond of the issue, orders the pairs that end in the same
         // second by age (the session cap revokes the oldest first).
         let score = member_end as f64 + f64::from(crate::clock::subsec_micros()) / 1e6;
-        index_add(&mut pipe, &index, member, score, index_ttl);
-        pipe.zrembyscore(&index, "-inf", unix_now())
-            .ignore()
-            .set_ex(
-                self.key(kind::ACCESS, &pair.access_hash.encode()),
-                value::encode_access(&pair.access),
-                access_ttl,
-            )
-            .ignore();
-        if let Some((hash, record)) = &pair.refresh {
-            pipe.set_ex(
-                self.key(kind::REFRESH, &hash.encode()),
-                value::encode_refresh(record),
-                refresh_ttl,
-            )
-            .ignore();
-        }
+        index_add(&mut ops, &index, member, score, index_ttl);
+        ops.ignore(
+            index.as_bytes(),
+            Cmd::zrembyscore(&index, "-inf", unix_now()),
+        )
         // The index's size, for the session cap, in the same round trip.
-        pipe.zcard(&index);
-        let mut conn = self.conn.clone();
-        let (pairs,): (u64,) = self.bounded("issue", pipe.query_async(&mut conn)).await?;
+        .keep(index.as_bytes(), Cmd::zcard(&index))
+        .then();
+        let access_key = self.key(kind::ACCESS, &pair.access_hash.encode());
+        ops.ignore(
+            access_key.as_bytes(),
+            Cmd::set_ex(&access_key, value::encode_access(&pair.access), access_ttl),
+        );
+        if let Some((hash, record)) = &pair.refresh {
+            let refresh_key = self.key(kind::REFRESH, &hash.encode());
+            ops.ignore(
+                refresh_key.as_bytes(),
+                Cmd::set_ex(&refresh_key, value::encode_refresh(record), refresh_ttl),
+            );
+        }
+        let (pairs,): (u64,) = self.bounded("issue", ops.run(&self.conn)).await?;
         Ok(pairs)
     }
 
@@ -378,8 +389,7 @@ impl TokenStore for RedisTokens {
 
     async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        self.bounded("ping", redis::cmd("PING").query_async::<()>(&mut conn))
-            .await
+        self.bounded("ping", conn.ready()).await
     }
 }
 
@@ -523,7 +533,8 @@ impl TokenImport for RedisTokens {
         tokens: &[ImportedToken],
     ) -> Result<Vec<bool>, StoreError> {
         let now = unix_now();
-        let mut pipe = redis::pipe();
+        let mut indexes = Ops::new();
+        let mut sets = Ops::new();
         for token in tokens {
             let (username, member, key, value, expires) = match token {
                 ImportedToken::Access { hash, record } => (
@@ -544,24 +555,31 @@ impl TokenImport for RedisTokens {
             let ttl = (expires - now).max(1);
             let index = self.key(kind::INDEX, username);
             index_add(
-                &mut pipe,
+                &mut indexes,
                 &index,
                 member,
                 expires as f64,
                 ttl.unsigned_abs(),
             );
-            pipe.cmd("SET")
-                .arg(key)
-                .arg(value)
-                .arg("NX")
-                .arg("EX")
-                .arg(ttl);
+            sets.keep(
+                key.as_bytes(),
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(value)
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(ttl)
+                    .clone(),
+            );
         }
         let mut conn = self.conn.clone();
+        // Every index entry before any token (two stages on a cluster; one pipeline, in
+        // this order, on one node).
+        indexes.then().append(sets);
         let set: Vec<Option<String>> = if tokens.is_empty() {
             Vec::new()
         } else {
-            self.bounded("import_batch", pipe.query_async(&mut conn))
+            self.bounded("import_batch", indexes.run(&self.conn))
                 .await?
         };
         // The mark only once every command of the batch succeeded (a pipeline with a
@@ -592,19 +610,17 @@ impl RedisTokens {
 /// Adds a pair's member to a user's index, scored with the pair's end, and keeps the
 /// index as long as its longest-lived member: `EXPIRE NX` sets a TTL on a new index, `GT`
 /// extends it for a longer-lived member.
-fn index_add(pipe: &mut redis::Pipeline, index: &str, member: Vec<u8>, score: f64, ttl: u64) {
-    pipe.zadd(index, member, score)
-        .ignore()
-        .cmd("EXPIRE")
-        .arg(index)
-        .arg(ttl)
-        .arg("NX")
-        .ignore()
-        .cmd("EXPIRE")
-        .arg(index)
-        .arg(ttl)
-        .arg("GT")
-        .ignore();
+fn index_add(ops: &mut Ops, index: &str, member: Vec<u8>, score: f64, ttl: u64) {
+    let key = index.as_bytes();
+    ops.ignore(key, Cmd::zadd(index, member, score))
+        .ignore(
+            key,
+            redis::cmd("EXPIRE").arg(index).arg(ttl).arg("NX").clone(),
+        )
+        .ignore(
+            key,
+            redis::cmd("EXPIRE").arg(index).arg(ttl).arg("GT").clone(),
+        );
 }
 
 /// Redis's TTL answer as seconds left: -2 (no key) and -1 (no expiry) are 0.
