@@ -14,4 +14,5 @@ mod limits;
 mod ops;
 mod profile;
 mod redis_layout;
+mod scale;
 mod transport;

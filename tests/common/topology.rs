@@ -227,6 +227,11 @@ impl LocalCluster {
 
     /// The index in `nodes` of the master serving `key`'s slot, asked of a live node.
     pub fn master_of(&self, key: &str) -> usize {
+        self.serving(key).expect("a master serves the key's slot")
+    }
+
+    /// The same, `None` while no healthy master serves it.
+    pub fn serving(&self, key: &str) -> Option<usize> {
         let live = self.nodes.iter().find(|n| n.pid.is_some()).unwrap();
         let slot: u16 = cli(live.port, &["cluster", "keyslot", key])
             .trim()
@@ -243,23 +248,20 @@ impl LocalCluster {
                 let (lo, hi) = range.split_once('-').unwrap_or((range, range));
                 if let (Ok(lo), Ok(hi)) = (lo.parse::<u16>(), hi.parse::<u16>()) {
                     if (lo..=hi).contains(&slot) {
-                        return self.nodes.iter().position(|n| n.port == port).unwrap();
+                        return self.nodes.iter().position(|n| n.port == port);
                     }
                 }
             }
         }
-        panic!("no master serves slot {slot}:\n{nodes}");
+        None
     }
 
-    /// Waits until a replica of the killed master `port` is a master serving its slots;
-    /// returns when that was seen.
-    pub fn wait_promotion(&self, key: &str, old_port: u16) -> Instant {
-        wait_until("a replica promoted", Duration::from_secs(30), || {
-            let i = self.master_of(key);
+    /// Whether a node other than `old_port` is now the master serving `key`'s slot.
+    pub fn promoted(&self, key: &str, old_port: u16) -> bool {
+        self.serving(key).is_some_and(|i| {
             self.nodes[i].port != old_port
                 && cli(self.nodes[i].port, &["role"]).starts_with("master")
-        });
-        Instant::now()
+        })
     }
 }
 
