@@ -10,9 +10,11 @@ docker-compose -f docker-compose.yml config -q || fail "docker-compose config re
 # (The help text in a variable: grep -q closing the pipe early would fail it under pipefail.)
 dc_help=$(docker-compose --help 2>&1 || true)
 if [[ $dc_help == *--profile* ]]; then
-  docker-compose -f docker-compose.yml --profile loadtest config -q ||
-    fail "docker-compose --profile loadtest config rejects docker-compose.yml"
-  log "   valid, with and without --profile loadtest"
+  for profile in loadtest cluster; do
+    docker-compose -f docker-compose.yml --profile "$profile" config -q ||
+      fail "docker-compose --profile $profile config rejects docker-compose.yml"
+  done
+  log "   valid, with and without --profile loadtest, --profile cluster"
 else
   log "   valid (this docker-compose has no --profile option)"
 fi
@@ -28,19 +30,33 @@ bad = []
 def want(cond, msg):
     if not cond:
         bad.append(msg)
-want(sorted(svc) == ["grafana", "k6", "loadtest-setup", "mysql", "prometheus", "redis", "tokencache"],
+cluster_nodes = [f"redis-node-{i}" for i in range(1, 7)]
+cluster = cluster_nodes + ["redis-cluster-init", "tokencache-cluster"]
+want(sorted(svc) == sorted(["grafana", "k6", "loadtest-setup", "mysql", "prometheus", "redis", "tokencache"] + cluster),
      f"services: {sorted(svc)}")
 for name, s in svc.items():
     prof = s.get("profiles")
     if name in ("k6", "loadtest-setup"):
         want(prof == ["loadtest"], f"{name}: profiles {prof}, expected [loadtest]")
+    elif name in cluster:
+        want(prof == ["cluster"], f"{name}: profiles {prof}, expected [cluster]")
     else:
         want(not prof, f"{name}: profiles {prof}: started by a plain `up`?")
+tcc = svc["tokencache-cluster"]
+want(tcc["environment"].get("TOKENCACHE_REDIS_MODE") == "cluster", "tokencache-cluster: TOKENCACHE_REDIS_MODE=cluster")
+want(all(f"redis-node-{i}:6379" in tcc["environment"].get("REDIS_URL", "") for i in (1, 2, 3)),
+     "tokencache-cluster: REDIS_URL names seed nodes")
+want({k: v.get("condition") for k, v in tcc.get("depends_on", {}).items()}.get("redis-cluster-init") == "service_completed_successfully",
+     "tokencache-cluster must wait for redis-cluster-init")
+for n in cluster_nodes:
+    c = " ".join(svc[n].get("command") or [])
+    want("--cluster-enabled yes" in c and "--appendonly yes" in c and f"--cluster-announce-hostname {n}" in c, f"{n}: command {c!r}")
 published = {}
 for name, s in svc.items():
     for p in s.get("ports", []):
         published[str(p["published"]) if isinstance(p, dict) else str(p).split(":")[-2]] = name
-want(published == {"9094": "tokencache", "9090": "prometheus", "3000": "grafana"}, f"published ports: {published}")
+want(published == {"9094": "tokencache", "9090": "prometheus", "3000": "grafana", "9095": "tokencache-cluster"},
+     f"published ports: {published}")
 deps = lambda n: {k: v.get("condition") for k, v in svc[n].get("depends_on", {}).items()}
 want(deps("tokencache") == {"mysql": "service_healthy", "redis": "service_healthy"}, f"tokencache depends_on {deps('tokencache')}")
 want(deps("loadtest-setup").get("tokencache") == "service_healthy", "loadtest-setup must wait for a healthy tokencache")
@@ -67,7 +83,7 @@ for b in bad:
     print(f"[check]    {b}", file=sys.stderr)
 if not bad:
     print(f"[check]    services {sorted(svc)}; published {dict(sorted(published.items()))}; "
-          "k6 and loadtest-setup only in profile loadtest", file=sys.stderr)
+          "k6 and loadtest-setup only in profile loadtest, the cluster only in profile cluster", file=sys.stderr)
 sys.exit(1 if bad else 0)
 EOF
 

@@ -9,7 +9,7 @@ use serde_json::json;
 use tokencache::store::tokens::redis::RedisMode;
 use tokencache::store::tokens::TokenHash;
 
-use crate::common::topology::{cli, LocalCluster, LocalSentinels};
+use crate::common::topology::{cli, Guard, LocalCluster, LocalSentinels, Tls};
 use crate::common::*;
 use crate::on_both_stores;
 
@@ -209,7 +209,8 @@ async fn a_cluster_failover_gives_only_503_then_200_and_keeps_replicated_tokens(
     );
     let master = cluster.master_of(&key);
     let master_port = cluster.nodes[master].port;
-    let replica_port = cli(master_port, &["info", "replication"])
+    let replica_port = cluster
+        .cli(master_port, &["info", "replication"])
         .lines()
         .find_map(|l| {
             let l = l.trim();
@@ -362,4 +363,225 @@ async fn a_wrong_redis_mode_or_name_is_an_error_at_start_not_a_hang() {
     )
     .await;
     assert!(e.contains("--redis-mode sentinel"), "{e}");
+}
+
+/// Login, check, refresh and logout-all on a password-protected topology.
+async fn works_with_a_password(mode: RedisMode, urls: String, master: Option<String>) {
+    let app = serve_on(mode, urls, master).await;
+    let (access, refresh) = app.login().await;
+    assert_eq!(app.check_token(&access).await.0, StatusCode::OK);
+    let (status, v) = app.refresh(&refresh).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        app.state.engine.logout_user("alice").await.unwrap(),
+        4,
+        "two pairs"
+    );
+    assert_fails(&app.check_token(&access).await, 401, 102);
+    assert_eq!(app.readyz().await.0, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MariaDB and redis-server: cargo test -- --include-ignored"]
+async fn a_password_protected_cluster_and_sentinel_master_work() {
+    let secret = "s3cret-pass";
+    let guard = Guard {
+        password: Some(secret.into()),
+        tls: None,
+    };
+    let cluster = LocalCluster::start_with(guard.clone());
+    works_with_a_password(RedisMode::Cluster, cluster.urls(), None).await;
+    // Without the password: refused at start.
+    let bare = cluster.urls().replace(&format!(":{secret}@"), "");
+    let e = start_error(RedisMode::Cluster, &bare, None).await;
+    assert!(e.to_lowercase().contains("auth"), "{e}");
+    drop(cluster);
+
+    let setup = LocalSentinels::start_with(guard);
+    works_with_a_password(RedisMode::Sentinel, setup.urls(), Some(setup.name.clone())).await;
+    let bare = setup.urls().replace(&format!(":{secret}@"), "");
+    let e = start_error(RedisMode::Sentinel, &bare, Some("mymaster")).await;
+    assert!(e.to_lowercase().contains("auth"), "{e}");
+}
+
+/// A `tokencache serve` process on the Redis `urls` name in `mode`, on an SQLite file with
+/// the test client and `alice`; `ca`: the CA file it trusts (`SSL_CERT_FILE`), else the
+/// system's roots. Returns the process and its base URL once it answers /healthz, or
+/// the process's exit and its error output when it stopped at start.
+async fn serve_process(
+    mode: RedisMode,
+    urls: &str,
+    master: Option<&str>,
+    ca: Option<&std::path::Path>,
+    dir: &std::path::Path,
+) -> Result<(tokio::process::Child, String), String> {
+    let db = format!("sqlite://{}/{}.db?mode=rwc", dir.display(), unique("tc"));
+    succeeded(&tokencache_cli_input(
+        &db,
+        None,
+        &[
+            "client",
+            "create",
+            "--app-key",
+            APP_KEY,
+            "--token-ttl",
+            "3600",
+            "--secret-stdin",
+        ],
+        &format!("{APP_SECRET}\n"),
+    ));
+    let _ = tokencache_cli_input(
+        &db,
+        None,
+        &[
+            "user",
+            "create",
+            "--username",
+            "alice",
+            "--app-key",
+            APP_KEY,
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    let port = free_port();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokencache"));
+    command
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("DATABASE_URL", &db)
+        .env("REDIS_URL", urls)
+        .env("TOKENCACHE_REDIS_MODE", mode.name())
+        .env("TOKENCACHE_REDIS_PREFIX", format!("{}:", unique("tctls")))
+        .env("TOKENCACHE_REDIS_TIMEOUT_MS", "1000")
+        .env("RUST_LOG", "warn")
+        .env_remove("TOKENCACHE_REDIS_SENTINEL_MASTER")
+        .env_remove("SSL_CERT_FILE")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(name) = master {
+        command.env("TOKENCACHE_REDIS_SENTINEL_MASTER", name);
+    }
+    if let Some(ca) = ca {
+        command.env("SSL_CERT_FILE", ca);
+    }
+    let mut server = command.spawn().expect("tokencache runs");
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(Some(_)) = server.try_wait() {
+            let mut err = String::new();
+            use tokio::io::AsyncReadExt;
+            server
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .await
+                .unwrap();
+            return Err(err);
+        }
+        if http.get(format!("{base}/healthz")).send().await.is_ok() {
+            return Ok((server, base));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tokencache neither served nor stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Logs `alice` in through `base` and checks the token: (login status, check status).
+async fn login_and_check(base: &str) -> (StatusCode, StatusCode) {
+    let http = reqwest::Client::new();
+    let t = now_ms().to_string();
+    let body = json!({
+        "appid": APP_KEY, "token_type": "web", "username": "alice", "password": PASSWORD,
+        "time": t, "token": sign(&[APP_KEY, "alice", PASSWORD, &t], APP_SECRET),
+    });
+    let r = http
+        .post(format!("{base}/api/v1/authorize"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let v: serde_json::Value = r.json().await.unwrap();
+    let Some(access) = v["data"]["access_token"].as_str() else {
+        return (status, StatusCode::NOT_FOUND);
+    };
+    let r = http
+        .post(format!("{base}/api/v1/check_token"))
+        .json(&json!({ "token": access }))
+        .send()
+        .await
+        .unwrap();
+    (status, r.status())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server and openssl: cargo test -- --include-ignored"]
+async fn tls_with_a_password_works_in_every_mode_and_checks_the_certificate() {
+    let tls = Tls::make();
+    let guard = Guard {
+        password: Some("tls-s3cret".into()),
+        tls: Some(tls.clone()),
+    };
+    let port = crate::common::topology::free_cluster_port();
+    let mut args = vec![
+        "--bind".to_string(),
+        "127.0.0.1".into(),
+        "--save".into(),
+        "".into(),
+    ];
+    args.extend(guard.server_args(port, false));
+    let single = crate::common::topology::Node::start(port, args);
+    let cluster = LocalCluster::start_with(guard.clone());
+    let sentinels = LocalSentinels::start_with(guard.clone());
+    let cases = [
+        (RedisMode::Standalone, guard.url(single.port), None),
+        (RedisMode::Cluster, cluster.urls(), None),
+        (
+            RedisMode::Sentinel,
+            sentinels.urls(),
+            Some(sentinels.name.as_str()),
+        ),
+    ];
+    for (mode, urls, master) in &cases {
+        assert!(urls.starts_with("rediss://"), "{urls}");
+        let dir = std::env::temp_dir().join(unique("tc_tls_serve"));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Trusting the test's CA: everything works over TLS.
+        let (server, base) = serve_process(*mode, urls, *master, Some(&tls.ca), &dir)
+            .await
+            .unwrap_or_else(|e| panic!("{mode:?} over TLS did not start: {e}"));
+        assert_eq!(
+            login_and_check(&base).await,
+            (StatusCode::OK, StatusCode::OK),
+            "{mode:?}"
+        );
+        let ready = reqwest::get(format!("{base}/readyz"))
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(ready, StatusCode::OK, "{mode:?}");
+        drop(server);
+        // Not trusting it (the system's roots): no connection. Cluster and sentinel
+        // modes stop at start; standalone starts and answers 503.
+        let refused = serve_process(*mode, urls, *master, None, &dir).await;
+        match (mode, refused) {
+            (RedisMode::Standalone, Ok((_server, base))) => {
+                let (login, _) = login_and_check(&base).await;
+                assert_eq!(login, StatusCode::SERVICE_UNAVAILABLE);
+            }
+            (RedisMode::Standalone, Err(e)) => panic!("standalone stopped at start: {e}"),
+            (_, Ok(_)) => panic!("{mode:?} started with an untrusted certificate"),
+            (_, Err(e)) => {
+                println!("{mode:?}, untrusted certificate: {e}");
+                assert!(e.to_lowercase().contains("certificate"), "{mode:?}: {e}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -8,7 +8,7 @@
 //! `shared_sentinels`) lives as long as the test process; a failover test starts its own.
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokencache::app::Settings;
@@ -50,7 +50,7 @@ pub struct Node {
 }
 
 impl Node {
-    fn start(port: u16, args: Vec<String>) -> Self {
+    pub fn start(port: u16, args: Vec<String>) -> Self {
         let mut node = Self {
             port,
             args,
@@ -146,15 +146,194 @@ fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
+/// How the nodes of a topology are guarded: a password (`requirepass`, replicas and
+/// sentinels authenticating with it) and TLS (every node, its replication and its cluster
+/// bus on TLS only, a certificate for 127.0.0.1 from a CA of the test's own).
+#[derive(Clone, Default)]
+pub struct Guard {
+    pub password: Option<String>,
+    pub tls: Option<Arc<Tls>>,
+}
+
+/// A CA and a server certificate for 127.0.0.1, made with openssl.
+pub struct Tls {
+    pub ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    _dir: Scratch,
+}
+
+impl Tls {
+    pub fn make() -> Arc<Tls> {
+        let dir = Scratch::new("tc_tls");
+        let d = &dir.0;
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .output()
+                .unwrap_or_else(|e| super::services::missing("the openssl program", &e));
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=tokencache test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ]);
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ]);
+        std::fs::write(
+            d.join("san.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .unwrap();
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ]);
+        Arc::new(Tls {
+            ca: d.join("ca.pem"),
+            cert: d.join("server.pem"),
+            key: d.join("server.key"),
+            _dir: dir,
+        })
+    }
+
+    /// The TLS settings of a server (`redis-server` flags, or config lines with `conf`).
+    fn settings(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("tls-cert-file", self.cert.display().to_string()),
+            ("tls-key-file", self.key.display().to_string()),
+            ("tls-ca-cert-file", self.ca.display().to_string()),
+            ("tls-auth-clients", "no".into()),
+            ("tls-replication", "yes".into()),
+        ]
+    }
+}
+
+impl Guard {
+    /// `redis-server` flags: where it listens, and how it is guarded.
+    pub fn server_args(&self, port: u16, cluster: bool) -> Vec<String> {
+        let mut args = Vec::new();
+        match &self.tls {
+            Some(tls) => {
+                args.extend([
+                    "--port".into(),
+                    "0".into(),
+                    "--tls-port".into(),
+                    port.to_string(),
+                ]);
+                for (k, v) in tls.settings() {
+                    args.extend([format!("--{k}"), v]);
+                }
+                if cluster {
+                    args.extend(["--tls-cluster".into(), "yes".into()]);
+                }
+            }
+            None => args.extend(["--port".into(), port.to_string()]),
+        }
+        if let Some(p) = &self.password {
+            args.extend([
+                "--requirepass".into(),
+                p.clone(),
+                "--masterauth".into(),
+                p.clone(),
+            ]);
+        }
+        args
+    }
+
+    /// redis-cli's flags to reach a node (`password`: with the password).
+    fn cli_args(&self, password: bool) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(tls) = &self.tls {
+            args.extend([
+                "--tls".into(),
+                "--cacert".into(),
+                tls.ca.display().to_string(),
+            ]);
+        }
+        if let (true, Some(p)) = (password, &self.password) {
+            args.extend(["--no-auth-warning".into(), "-a".into(), p.clone()]);
+        }
+        args
+    }
+
+    /// `redis-cli` on a node.
+    pub fn cli(&self, port: u16, password: bool, args: &[&str]) -> String {
+        let mut all = self.cli_args(password);
+        all.extend(args.iter().map(|a| a.to_string()));
+        cli(port, &all.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// A URL for tokencache.
+    pub fn url(&self, port: u16) -> String {
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        let auth = self
+            .password
+            .as_ref()
+            .map(|p| format!(":{p}@"))
+            .unwrap_or_default();
+        format!("{scheme}://{auth}127.0.0.1:{port}")
+    }
+}
+
 /// A Redis Cluster of 3 masters and 3 replicas.
 pub struct LocalCluster {
     pub nodes: Vec<Node>,
+    pub guard: Guard,
     _dir: Scratch,
 }
 
 impl LocalCluster {
     /// Node timeout 1 s, so that a failover takes a few seconds.
     pub fn start() -> Self {
+        Self::start_with(Guard::default())
+    }
+
+    /// The same, guarded.
+    pub fn start_with(guard: Guard) -> Self {
         let dir = Scratch::new("tc_cluster");
         let mut nodes = Vec::new();
         for _ in 0..6 {
@@ -163,8 +342,6 @@ impl LocalCluster {
             nodes.push(Node::start(
                 port,
                 [
-                    "--port",
-                    &port.to_string(),
                     "--bind",
                     "127.0.0.1",
                     "--cluster-enabled",
@@ -181,7 +358,9 @@ impl LocalCluster {
                     "no",
                 ]
                 .map(String::from)
-                .to_vec(),
+                .into_iter()
+                .chain(guard.server_args(port, true))
+                .collect(),
             ));
         }
         let addrs: Vec<String> = nodes
@@ -189,6 +368,7 @@ impl LocalCluster {
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
         let out = Command::new("redis-cli")
+            .args(guard.cli_args(true))
             .args(["--cluster", "create"])
             .args(&addrs)
             .args(["--cluster-replicas", "1", "--cluster-yes"])
@@ -199,7 +379,11 @@ impl LocalCluster {
             "redis-cli --cluster create: {}",
             String::from_utf8_lossy(&out.stdout)
         );
-        let cluster = Self { nodes, _dir: dir };
+        let cluster = Self {
+            nodes,
+            guard,
+            _dir: dir,
+        };
         cluster.wait_healthy();
         cluster
     }
@@ -208,19 +392,24 @@ impl LocalCluster {
     pub fn wait_healthy(&self) {
         wait_until("cluster healthy", Duration::from_secs(30), || {
             self.nodes.iter().filter(|n| n.pid.is_some()).all(|n| {
-                let info = cli(n.port, &["cluster", "info"]);
-                let role = cli(n.port, &["role"]);
+                let info = self.cli(n.port, &["cluster", "info"]);
+                let role = self.cli(n.port, &["role"]);
                 info.contains("cluster_state:ok")
                     && (role.starts_with("master") || role.contains("connected"))
             })
         });
     }
 
+    /// `redis-cli` on a node, guarded as the cluster is.
+    pub fn cli(&self, port: u16, args: &[&str]) -> String {
+        self.guard.cli(port, true, args)
+    }
+
     /// Seed nodes for `--redis-url`.
     pub fn urls(&self) -> String {
         self.nodes
             .iter()
-            .map(|n| format!("redis://127.0.0.1:{}", n.port))
+            .map(|n| self.guard.url(n.port))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -233,11 +422,12 @@ impl LocalCluster {
     /// The same, `None` while no healthy master serves it.
     pub fn serving(&self, key: &str) -> Option<usize> {
         let live = self.nodes.iter().find(|n| n.pid.is_some()).unwrap();
-        let slot: u16 = cli(live.port, &["cluster", "keyslot", key])
+        let slot: u16 = self
+            .cli(live.port, &["cluster", "keyslot", key])
             .trim()
             .parse()
             .unwrap();
-        let nodes = cli(live.port, &["cluster", "nodes"]);
+        let nodes = self.cli(live.port, &["cluster", "nodes"]);
         for line in nodes.lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
             if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
@@ -260,13 +450,18 @@ impl LocalCluster {
     pub fn promoted(&self, key: &str, old_port: u16) -> bool {
         self.serving(key).is_some_and(|i| {
             self.nodes[i].port != old_port
-                && cli(self.nodes[i].port, &["role"]).starts_with("master")
+                && self
+                    .cli(self.nodes[i].port, &["role"])
+                    .starts_with("master")
         })
     }
 }
 
 /// A master, one replica and three sentinels monitoring it as `mymaster`.
 pub struct LocalSentinels {
+    /// The master's and the replica's guard (the sentinels have no password; TLS when
+    /// the nodes have it).
+    pub guard: Guard,
     pub master: Node,
     pub replica: Node,
     pub sentinels: Vec<Node>,
@@ -277,18 +472,23 @@ pub struct LocalSentinels {
 impl LocalSentinels {
     /// down-after 1 s, so that a failover takes a few seconds.
     pub fn start() -> Self {
+        Self::start_with(Guard::default())
+    }
+
+    /// The same, guarded.
+    pub fn start_with(guard: Guard) -> Self {
         let dir = Scratch::new("tc_sentinel");
         let base = |port: u16| {
-            vec![
-                "--port".to_string(),
-                port.to_string(),
-                "--bind".into(),
+            let mut args = vec![
+                "--bind".to_string(),
                 "127.0.0.1".into(),
                 "--save".into(),
                 "".into(),
                 "--appendonly".into(),
                 "no".into(),
-            ]
+            ];
+            args.extend(guard.server_args(port, false));
+            args
         };
         let master_port = free_cluster_port();
         let master = Node::start(master_port, base(master_port));
@@ -301,7 +501,9 @@ impl LocalSentinels {
         ]);
         let replica = Node::start(replica_port, args);
         wait_until("replica in sync", Duration::from_secs(20), || {
-            cli(replica_port, &["role"]).contains("connected")
+            guard
+                .cli(replica_port, true, &["role"])
+                .contains("connected")
         });
         let name = "mymaster".to_string();
         let mut sentinels = Vec::new();
@@ -311,12 +513,27 @@ impl LocalSentinels {
             std::fs::write(
                 &conf,
                 format!(
-                    "port {port}\nbind 127.0.0.1\ndir {d}\n\
+                    "{listen}bind 127.0.0.1\ndir {d}\n\
                      sentinel monitor {name} 127.0.0.1 {master_port} 2\n\
                      sentinel down-after-milliseconds {name} 1000\n\
                      sentinel failover-timeout {name} 5000\n\
-                     sentinel parallel-syncs {name} 1\n",
-                    d = dir.0.display()
+                     sentinel parallel-syncs {name} 1\n{auth_pass}",
+                    d = dir.0.display(),
+                    listen = match &guard.tls {
+                        Some(tls) => {
+                            let mut lines = format!("port 0\ntls-port {port}\n");
+                            for (k, v) in tls.settings() {
+                                lines.push_str(&format!("{k} {v}\n"));
+                            }
+                            lines
+                        }
+                        None => format!("port {port}\n"),
+                    },
+                    auth_pass = guard
+                        .password
+                        .as_ref()
+                        .map(|p| format!("sentinel auth-pass {name} {p}\n"))
+                        .unwrap_or_default(),
                 ),
             )
             .unwrap();
@@ -326,6 +543,7 @@ impl LocalSentinels {
             ));
         }
         let setup = Self {
+            guard,
             master,
             replica,
             sentinels,
@@ -337,7 +555,9 @@ impl LocalSentinels {
             Duration::from_secs(30),
             || {
                 setup.sentinels.iter().all(|s| {
-                    let info = cli(s.port, &["sentinel", "master", &setup.name]);
+                    let info = setup
+                        .guard
+                        .cli(s.port, false, &["sentinel", "master", &setup.name]);
                     let lines: Vec<&str> = info.lines().collect();
                     let field = |f: &str| {
                         lines
@@ -354,11 +574,11 @@ impl LocalSentinels {
         setup
     }
 
-    /// Sentinel URLs for `--redis-url`.
+    /// Sentinel URLs for `--redis-url` (carrying the master's password, when set).
     pub fn urls(&self) -> String {
         self.sentinels
             .iter()
-            .map(|n| format!("redis://127.0.0.1:{}", n.port))
+            .map(|n| self.guard.url(n.port))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -366,7 +586,11 @@ impl LocalSentinels {
     /// The port the sentinels name as the master now.
     pub fn master_port(&self) -> Option<u16> {
         let s = self.sentinels.iter().find(|s| s.pid.is_some())?;
-        let out = cli(s.port, &["sentinel", "get-master-addr-by-name", &self.name]);
+        let out = self.guard.cli(
+            s.port,
+            false,
+            &["sentinel", "get-master-addr-by-name", &self.name],
+        );
         out.lines().nth(1)?.trim().parse().ok()
     }
 }

@@ -119,6 +119,11 @@ impl RedisConn {
             return Err(config("--redis-url names no Redis"));
         }
         let timeout = target.timeout;
+        // An empty name (an environment variable set to "") is no name.
+        let sentinel_master = target
+            .sentinel_master
+            .clone()
+            .filter(|name| !name.trim().is_empty());
         match target.mode {
             RedisMode::Standalone => {
                 let [url] = urls.as_slice() else {
@@ -127,7 +132,7 @@ impl RedisConn {
                          (--redis-mode cluster or sentinel takes a list)",
                     ));
                 };
-                if target.sentinel_master.is_some() {
+                if sentinel_master.is_some() {
                     return Err(config(
                         "--redis-sentinel-master is for --redis-mode sentinel",
                     ));
@@ -152,7 +157,7 @@ impl RedisConn {
                 Ok(Self::Standalone(conn))
             }
             RedisMode::Cluster => {
-                if target.sentinel_master.is_some() {
+                if sentinel_master.is_some() {
                     return Err(config(
                         "--redis-sentinel-master is for --redis-mode sentinel",
                     ));
@@ -171,9 +176,13 @@ impl RedisConn {
                     .await
                     .map_err(|_| config("no Redis Cluster node of --redis-url answered in time"))?
                     .map_err(|source| OpenError::Redis {
-                        what: "cannot reach the Redis Cluster of --redis-url (is it a cluster? \
-                               --redis-mode standalone is for one server)"
-                            .into(),
+                        what: if source.to_string().contains("cluster support disabled") {
+                            "--redis-url names a Redis that is not a cluster (--redis-mode \
+                             standalone is for one server)"
+                        } else {
+                            "cannot reach the Redis Cluster of --redis-url"
+                        }
+                        .into(),
                         source,
                     })?;
                 let mut conn = Self::Cluster(conn);
@@ -186,7 +195,7 @@ impl RedisConn {
                 Ok(conn)
             }
             RedisMode::Sentinel => {
-                let Some(master) = target.sentinel_master.clone() else {
+                let Some(master) = sentinel_master else {
                     return Err(config(
                         "--redis-mode sentinel needs --redis-sentinel-master (the name the \
                          sentinels monitor)",
@@ -368,15 +377,22 @@ const LOOKUP_PAUSE: Duration = Duration::from_millis(100);
 
 impl SentinelConn {
     fn new(urls: Vec<String>, master: String, timeout: Duration) -> Result<Self, OpenError> {
-        // The master's password and database come from the first sentinel URL's: the same
-        // URL form as standalone (`redis://:password@host:26379/0`).
-        let first: redis::ConnectionInfo = redis::IntoConnectionInfo::into_connection_info(
-            urls[0].as_str(),
-        )
-        .map_err(|source| OpenError::Redis {
-            what: "invalid --redis-url".into(),
-            source,
-        })?;
+        // The URLs' password and database are the master's (the same URL form as
+        // standalone, `redis://:password@sentinel:26379/0`); the sentinels are asked
+        // without credentials (a sentinel without a password refuses an AUTH).
+        let infos = urls
+            .iter()
+            .map(|u| redis::IntoConnectionInfo::into_connection_info(u.as_str()))
+            .collect::<RedisResult<Vec<redis::ConnectionInfo>>>()
+            .map_err(|source| OpenError::Redis {
+                what: "invalid --redis-url".into(),
+                source,
+            })?;
+        let first = infos[0].clone();
+        let sentinels: Vec<redis::ConnectionInfo> = infos
+            .into_iter()
+            .map(|i| i.set_redis_settings(redis::RedisConnectionInfo::default()))
+            .collect();
         let node = redis::sentinel::SentinelNodeConnectionInfo::default()
             .set_redis_connection_info(first.redis_settings().clone());
         let node = match first.addr() {
@@ -387,16 +403,12 @@ impl SentinelConn {
             }),
             _ => node,
         };
-        let client = SentinelClient::build(
-            urls.iter().map(String::as_str).collect(),
-            master,
-            Some(node),
-            SentinelServerType::Master,
-        )
-        .map_err(|source| OpenError::Redis {
-            what: "invalid --redis-url for sentinels".into(),
-            source,
-        })?;
+        let client =
+            SentinelClient::build(sentinels, master, Some(node), SentinelServerType::Master)
+                .map_err(|source| OpenError::Redis {
+                    what: "invalid --redis-url for sentinels".into(),
+                    source,
+                })?;
         Ok(Self {
             shared: Arc::new(SentinelShared {
                 client: tokio::sync::Mutex::new(Lookup {
