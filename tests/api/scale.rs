@@ -585,3 +585,49 @@ async fn tls_with_a_password_works_in_every_mode_and_checks_the_certificate() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server: cargo test -- --include-ignored"]
+async fn key_slots_are_the_cluster_s_own_and_every_master_s_eviction_policy_is_read() {
+    let cluster = crate::common::topology::shared_cluster();
+    // slot_of (which groups an operation's commands) agrees with the cluster itself.
+    let port = cluster.nodes[0].port;
+    for key in [
+        "tc:a:AAAAAAAAAAAAAAAAAAAAAA",
+        "tc:u:alice@example.com",
+        "foo",
+        "{user1}.x",
+        "a{}b",
+        "x{y}z{w}",
+    ] {
+        let theirs: u16 = cluster
+            .cli(port, &["cluster", "keyslot", key])
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            tokencache::store::tokens::redis::slot_of(key.as_bytes()),
+            theirs,
+            "{key}"
+        );
+    }
+    // One master that may evict is enough for the warning.
+    let target = tokencache::store::tokens::redis::RedisTarget {
+        mode: RedisMode::Cluster,
+        urls: cluster.urls(),
+        sentinel_master: None,
+        timeout: Duration::from_secs(2),
+    };
+    let tokens = tokencache::store::tokens::redis::RedisTokens::open(&target, "t:")
+        .await
+        .unwrap();
+    assert_eq!(tokens.eviction_policy().await, None);
+    let master = cluster.master_of("tc:evict-probe");
+    let port = cluster.nodes[master].port;
+    cluster.cli(port, &["config", "set", "maxmemory", "1gb"]);
+    cluster.cli(port, &["config", "set", "maxmemory-policy", "allkeys-lru"]);
+    let seen = tokens.eviction_policy().await;
+    cluster.cli(port, &["config", "set", "maxmemory", "0"]);
+    cluster.cli(port, &["config", "set", "maxmemory-policy", "noeviction"]);
+    assert_eq!(seen.as_deref(), Some("allkeys-lru"));
+}
