@@ -188,17 +188,47 @@ pub enum ServeError {
     },
 }
 
-/// Starts the server on `listen` and serves until Ctrl-C or SIGTERM.
-pub async fn serve(settings: &Settings, listen: std::net::SocketAddr) -> Result<(), ServeError> {
+/// Starts the server on `listen` (and Envoy's gRPC ext_authz on `grpc_listen`, when
+/// given) and serves until Ctrl-C or SIGTERM.
+pub async fn serve(
+    settings: &Settings,
+    listen: std::net::SocketAddr,
+    grpc_listen: Option<std::net::SocketAddr>,
+) -> Result<(), ServeError> {
     let state = state(settings).await?;
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: listen,
-            source,
-        })?;
+    let bind = |addr: std::net::SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Listen { addr, source })
+    };
+    let listener = bind(listen).await?;
+    let grpc = match grpc_listen {
+        Some(addr) => Some((addr, bind(addr).await?)),
+        None => None,
+    };
+    // One signal stops both listeners.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let grpc = grpc.map(|(addr, listener)| {
+        tracing::info!(grpc_listen = %addr, "gRPC ext_authz serving");
+        tokio::spawn(crate::grpc::serve(
+            listener,
+            state.clone(),
+            until_stopped(stopped.clone()),
+            settings.http.shutdown_grace,
+        ))
+    });
     tracing::info!(%listen, "tokencache serving");
-    run(listener, state, shutdown_signal()).await;
+    run(listener, state, until_stopped(stopped)).await;
+    if let Some(grpc) = grpc {
+        let _ = grpc.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -23,6 +23,7 @@ pub mod cli;
 pub mod clock;
 pub mod delivery;
 pub mod domain;
+pub mod grpc;
 pub mod http;
 pub mod secret;
 pub mod store;

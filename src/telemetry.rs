@@ -36,6 +36,8 @@ pub const STORE_POOL_IN_USE: &str = "tokencache_store_pool_in_use";
 /// Connections the server closed by `reason`: `idle` (no request head in time) or
 /// `ip_share` (their address held its share of the slots already).
 pub const CONNECTIONS_CLOSED: &str = "tokencache_connections_closed_total";
+/// gRPC ext_authz checks by `result` (ok, denied, unavailable, error).
+pub const GRPC_CHECKS: &str = "tokencache_grpc_checks_total";
 /// Always 1, labelled with the `version`.
 pub const BUILD_INFO: &str = "tokencache_build_info";
 
@@ -130,6 +132,7 @@ fn describe() {
         STORE_POOL_IN_USE,
         "Store connections (SQL) or operations (Redis) in use."
     );
+    describe_counter!(GRPC_CHECKS, "gRPC ext_authz checks, by result.");
     describe_gauge!(BUILD_INFO, "Build information; always 1.");
 }
 
@@ -233,6 +236,10 @@ pub fn refresh_reuse() {
 
 pub fn revocation(route: &'static str) {
     count(REVOCATIONS, "route", route);
+}
+
+pub fn grpc_check(result: &'static str) {
+    count(GRPC_CHECKS, "result", result);
 }
 
 pub fn connections_closed(reason: &'static str, n: u64) {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The integration test binaries (a new one with ignored tests belongs here too).
-const SUITES: [&str; 4] = ["api", "flood", "metrics", "nginx"];
+const SUITES: [&str; 5] = ["api", "flood", "grpc", "metrics", "nginx"];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

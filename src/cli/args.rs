@@ -180,6 +180,10 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "TOKENCACHE_LISTEN", default_value = app::DEFAULT_LISTEN)]
     pub listen: SocketAddr,
+    /// Also serve Envoy's gRPC external authorization (envoy.service.auth.v3.Authorization)
+    /// on this address. Unset: no gRPC listener.
+    #[arg(long, env = "TOKENCACHE_GRPC_LISTEN")]
+    pub grpc_listen: Option<SocketAddr>,
     /// Do not run pending migrations at start.
     #[arg(long, env = "TOKENCACHE_NO_MIGRATE")]
     pub no_migrate: bool,

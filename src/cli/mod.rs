@@ -48,7 +48,7 @@ pub enum CliError {
 /// Binds the listen address and serves until Ctrl-C or SIGTERM.
 pub async fn serve(stores: &StoreArgs, args: &ServeArgs) -> Result<(), CliError> {
     let settings = args.settings(stores);
-    app::serve(&settings, args.listen)
+    app::serve(&settings, args.listen, args.grpc_listen)
         .await
         .map_err(|e| match e {
             app::ServeError::Start(e) => CliError::Start(e),

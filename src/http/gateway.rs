@@ -14,30 +14,40 @@ use crate::store::{RecordStore, TokenBackend};
 
 /// The token of an `Authorization: Bearer <token>` header.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
-    let (scheme, token) = value.split_once(' ')?;
+    bearer_value(headers.get(AUTHORIZATION)?.to_str().ok()?)
+}
+
+/// The token of an `Authorization` header's value `Bearer <token>`.
+pub fn bearer_value(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim())
         .filter(|t| !t.is_empty())
 }
 
+/// A header value for free text (usernames): as it is when it is a valid header value,
+/// else percent-encoded rather than dropped.
+pub fn header_text(value: &str) -> String {
+    if HeaderValue::from_str(value).is_ok() {
+        return value.to_owned();
+    }
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 fn header(value: &str) -> HeaderValue {
-    // Usernames are free text: anything that is not a valid header value is sent
-    // percent-encoded rather than dropped.
-    HeaderValue::from_str(value).unwrap_or_else(|_| {
-        let encoded: String = value
-            .bytes()
-            .map(|b| {
-                if b.is_ascii_graphic() || b == b' ' {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect();
-        HeaderValue::from_str(&encoded).unwrap_or_else(|_| HeaderValue::from_static(""))
-    })
+    HeaderValue::from_str(value)
+        .or_else(|_| HeaderValue::from_str(&header_text(value)))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 fn empty(status: StatusCode) -> Response<Body> {

@@ -6,7 +6,7 @@ mod client_ip;
 pub mod conns;
 pub mod envelope;
 pub mod error;
-mod gateway;
+pub mod gateway;
 mod oauth;
 mod ops;
 mod routes;

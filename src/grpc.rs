@@ -1,0 +1,193 @@
+//! Envoy's external authorization over gRPC (`envoy.service.auth.v3.Authorization/Check`,
+//! what Envoy's and Istio's `ext_authz` filter calls with `grpc_service`), on a listener
+//! of its own (`--grpc-listen`).
+//!
+//! The token comes from the checked request's `authorization` header (`Bearer …`) and is
+//! looked up with the same one-round-trip path as check_token and forward-auth. The
+//! answers, in Envoy's terms:
+//!
+//! | token | answer | Envoy does |
+//! |---|---|---|
+//! | live | `OK`, the identity headers set (overwritten) on the upstream request | passes the request on |
+//! | missing, unknown, expired, revoked | `UNAUTHENTICATED` with a denied response: 401, `WWW-Authenticate: Bearer error="invalid_token"` | answers the client with that 401 |
+//! | the token store does not answer | the call fails with gRPC `UNAVAILABLE` | `failure_mode_allow`, or `status_on_error` (403 by default) |
+//! | a stored value it cannot read | the call fails with gRPC `INTERNAL` | the same |
+//!
+//! The service types are generated from Envoy's own protos (the `envoy-types` crate) and
+//! served by tonic's server, itself hyper's HTTP/2.
+use std::sync::Arc;
+
+use envoy_types::ext_authz::v3::pb::{
+    Authorization, AuthorizationServer, CheckRequest, CheckResponse, HeaderAppendAction,
+    HttpStatusCode,
+};
+use envoy_types::ext_authz::v3::{
+    CheckRequestExt, CheckResponseExt, DeniedHttpResponseBuilder, OkHttpResponseBuilder,
+};
+use tokio::net::TcpListener;
+use tonic::{Request, Response, Status};
+
+use crate::http::error::{chain, domain_answer};
+use crate::http::gateway::{bearer_value, header_text};
+use crate::http::State;
+use crate::store::{RecordStore, TokenBackend};
+use crate::telemetry;
+
+/// The `Authorization` service on the shared state.
+pub struct ExtAuthz<T: TokenBackend, R: RecordStore> {
+    state: Arc<State<T, R>>,
+}
+
+/// The `authorization` header of the checked request: from the header map Envoy sends
+/// (lower-case names), or from its raw header list when it sends that instead.
+fn authorization(request: &CheckRequest) -> Option<String> {
+    if let Some(value) = request
+        .get_client_headers()
+        .and_then(|headers| headers.get("authorization"))
+    {
+        return Some(value.clone());
+    }
+    let raw = request
+        .attributes
+        .as_ref()?
+        .request
+        .as_ref()?
+        .http
+        .as_ref()?
+        .header_map
+        .as_ref()?;
+    raw.headers
+        .iter()
+        .find(|h| h.key.eq_ignore_ascii_case("authorization"))
+        .map(|h| {
+            if h.value.is_empty() {
+                String::from_utf8_lossy(&h.raw_value).into_owned()
+            } else {
+                h.value.clone()
+            }
+        })
+}
+
+#[tonic::async_trait]
+impl<T, R> Authorization for ExtAuthz<T, R>
+where
+    T: TokenBackend + Send + Sync + 'static,
+    R: RecordStore + Send + Sync + 'static,
+{
+    async fn check(
+        &self,
+        request: Request<CheckRequest>,
+    ) -> Result<Response<CheckResponse>, Status> {
+        let header = authorization(request.get_ref());
+        let token = header.as_deref().and_then(bearer_value);
+        match self.state.engine.check_token(token).await {
+            Ok(info) => {
+                telemetry::grpc_check("ok");
+                let mut ok = OkHttpResponseBuilder::new();
+                // Overwritten, never appended: a client cannot send its own identity.
+                let set = Some(HeaderAppendAction::OverwriteIfExistsOrAdd);
+                ok.add_header("x-auth-username", header_text(&info.username), set, true)
+                    .add_header("x-auth-app-key", header_text(&info.app_key), set, true)
+                    .add_header(
+                        "x-auth-token-type",
+                        header_text(&info.token_type),
+                        set,
+                        true,
+                    )
+                    .add_header(
+                        "x-auth-expires-in",
+                        info.seconds_left.to_string(),
+                        set,
+                        true,
+                    );
+                let mut response = CheckResponse::with_status(Status::ok("token is live"));
+                response.set_http_response(ok);
+                Ok(Response::new(response))
+            }
+            Err(e) => {
+                let status = domain_answer(&e).forward_auth;
+                if status.is_server_error() {
+                    tracing::warn!(error = %chain(&e), "gRPC ext_authz check failed");
+                    let (result, status) = if status.as_u16() == 503 {
+                        (
+                            "unavailable",
+                            Status::unavailable("token store unavailable"),
+                        )
+                    } else {
+                        ("error", Status::internal("token store error"))
+                    };
+                    telemetry::grpc_check(result);
+                    return Err(status);
+                }
+                telemetry::grpc_check("denied");
+                let mut denied = DeniedHttpResponseBuilder::new();
+                denied
+                    .set_http_status(HttpStatusCode::Unauthorized)
+                    .add_header(
+                        "www-authenticate",
+                        "Bearer error=\"invalid_token\"",
+                        Some(HeaderAppendAction::OverwriteIfExistsOrAdd),
+                        false,
+                    );
+                let mut response =
+                    CheckResponse::with_status(Status::unauthenticated("invalid token"));
+                response.set_http_response(denied);
+                Ok(Response::new(response))
+            }
+        }
+    }
+}
+
+/// Serves the service on an already-bound listener until `shutdown` resolves: HTTP/2
+/// connections served by hyper, each request handed to tonic's generated service (no
+/// router: this listener serves one service). Connections still open at `shutdown` get
+/// `grace` to finish.
+pub async fn serve<T, R>(
+    listener: TcpListener,
+    state: Arc<State<T, R>>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+    grace: std::time::Duration,
+) where
+    T: TokenBackend + Send + Sync + 'static,
+    R: RecordStore + Send + Sync + 'static,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let service = AuthorizationServer::new(ExtAuthz { state });
+    let graceful = GracefulShutdown::new();
+    let builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors and the like: wait a little, never spin.
+                    tracing::warn!(error = %e, "gRPC accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = builder.serve_connection(
+            TokioIo::new(stream),
+            TowerToHyperService::new(service.clone()),
+        );
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "gRPC connection ended with an error");
+            }
+        });
+    }
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("gRPC connections still open after the grace period");
+    }
+}
