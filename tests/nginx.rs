@@ -5,23 +5,14 @@
 //! a login redirect). Its own test binary: it needs the `nginx` program.
 mod common;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use bytes::Bytes;
+use common::gateway::*;
 use common::*;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use reqwest::StatusCode;
 use serde_json::json;
-use tokio::net::{TcpListener, TcpStream};
 
 /// The documented configuration, with its `@LISTEN@`, `@TOKENCACHE@` and `@UPSTREAM@`
 /// placeholders.
@@ -30,126 +21,15 @@ const CONF: &str = include_str!("../deploy/nginx/tokencache.conf");
 /// The page that documents it, which must show the file whole.
 const DOC: &str = include_str!("../docs/gateways.md");
 
-/// A marker of the documented 503 page.
-const UNAVAILABLE_PAGE: &str = "Sign-in check temporarily unavailable";
-
-/// Bound on every wait for a process or a port.
-const WAIT: Duration = Duration::from_secs(10);
-
 /// The `nginx` program: on the PATH, or in /usr/sbin (Debian's place, not on every PATH).
 fn nginx_program() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin")])
-        .map(|dir| dir.join("nginx"))
-        .find(|p| p.is_file())
-}
-
-/// The placeholders (`@NAME@`, capitals) still in `text`.
-fn placeholders(text: &str) -> Vec<&str> {
-    let mut found = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find('@') {
-        let after = &rest[start + 1..];
-        let name_len = after
-            .bytes()
-            .take_while(|b| b.is_ascii_uppercase() || *b == b'_')
-            .count();
-        if name_len > 0 && after[name_len..].starts_with('@') {
-            found.push(&rest[start..start + name_len + 2]);
-        }
-        rest = after;
-    }
-    found
-}
-
-/// A request as the upstream application received it.
-#[derive(Clone)]
-struct Received {
-    method: String,
-    headers: hyper::HeaderMap,
-    body_len: usize,
-}
-
-type Seen = Arc<Mutex<Vec<Received>>>;
-
-/// The application behind nginx: reads the whole request, answers 200
-/// "user=<X-Auth-Username>", and records every request it gets.
-struct Upstream {
-    addr: SocketAddr,
-    seen: Seen,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Upstream {
-    async fn start() -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let seen: Seen = Arc::default();
-        let recorder = seen.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let recorder = recorder.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req: hyper::Request<Incoming>| {
-                        let recorder = recorder.clone();
-                        async move {
-                            let (parts, body) = req.into_parts();
-                            let body_len = match body.collect().await {
-                                Ok(b) => b.to_bytes().len(),
-                                Err(_) => 0,
-                            };
-                            let user = parts
-                                .headers
-                                .get("x-auth-username")
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or("")
-                                .to_owned();
-                            recorder.lock().unwrap().push(Received {
-                                method: parts.method.to_string(),
-                                headers: parts.headers,
-                                body_len,
-                            });
-                            Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(
-                                format!("user={user}"),
-                            ))))
-                        }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Upstream { addr, seen, task }
-    }
-
-    fn requests(&self) -> usize {
-        self.seen.lock().unwrap().len()
-    }
-
-    /// The last request the application got.
-    fn last(&self) -> Received {
-        self.seen
-            .lock()
-            .unwrap()
-            .last()
-            .cloned()
-            .expect("the upstream got a request")
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    find_program("nginx", &[PathBuf::from("/usr/sbin")])
 }
 
 /// nginx with the documented configuration, in the foreground as a child of the test, its
-/// pid file, temp files and logs in a directory of its own; killed on `stop` or drop.
+/// pid file, temp files and logs in a directory of its own.
 struct Nginx {
-    child: tokio::process::Child,
-    dir: PathBuf,
+    gateway: Gateway,
     base: String,
 }
 
@@ -163,17 +43,16 @@ impl Nginx {
             )
         });
         let port = free_port();
-        let dir = std::env::temp_dir().join(unique("tc_nginx"));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = temp_dir("tc_nginx");
 
-        let rendered = CONF
-            .replace("@LISTEN@", &format!("127.0.0.1:{port}"))
-            .replace("@TOKENCACHE@", tokencache)
-            .replace("@UPSTREAM@", &upstream.to_string());
-        assert_eq!(
-            placeholders(&rendered),
-            Vec::<&str>::new(),
-            "deploy/nginx/tokencache.conf has placeholders the test does not fill"
+        let rendered = fill(
+            CONF,
+            "deploy/nginx/tokencache.conf",
+            &[
+                ("@LISTEN@", &format!("127.0.0.1:{port}")),
+                ("@TOKENCACHE@", tokencache),
+                ("@UPSTREAM@", &upstream.to_string()),
+            ],
         );
         let include = dir.join("tokencache.conf");
         std::fs::write(&include, rendered).unwrap();
@@ -229,72 +108,21 @@ impl Nginx {
             String::from_utf8_lossy(&check.stderr)
         );
 
-        let log = std::fs::File::create(dir.join("stderr.log")).unwrap();
-        let child = tokio::process::Command::new(&program)
-            .args(args(&[]))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("nginx started");
-        let mut nginx = Nginx {
-            child,
-            dir,
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return nginx;
-            }
-            if let Ok(Some(status)) = nginx.child.try_wait() {
-                panic!("nginx exited ({status}) before listening:\n{}", nginx.log());
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "nginx did not listen on 127.0.0.1:{port} within {WAIT:?}:\n{}",
-                nginx.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let mut command = tokio::process::Command::new(&program);
+        command.args(args(&[]));
+        let gateway = Gateway::spawn("nginx", command, dir, port).await;
+        let base = gateway.base.clone();
+        Nginx { gateway, base }
     }
 
     /// nginx's error log so far (for failure messages).
     fn log(&self) -> String {
-        read(&self.dir.join("stderr.log"))
+        self.gateway.log()
     }
 
-    async fn stop(mut self) {
-        let _ = self.child.start_kill();
-        let _ = tokio::time::timeout(WAIT, self.child.wait()).await;
+    async fn stop(self) {
+        self.gateway.stop().await;
     }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
-/// A client that neither follows redirects (a login redirect must be seen as one) nor
-/// goes through a proxy from the environment.
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .timeout(WAIT)
-        .build()
-        .unwrap()
-}
-
-fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
-    response.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
 /// Asserts the documented answer for "tokencache cannot decide": 503, the error page,

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The integration test binaries (a new one with ignored tests belongs here too).
-const SUITES: [&str; 5] = ["api", "flood", "grpc", "metrics", "nginx"];
+const SUITES: [&str; 7] = [
+    "api", "caddy", "flood", "grpc", "metrics", "nginx", "traefik",
+];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -43,7 +45,8 @@ fn main() {
             .count();
     }
     println!(
-        "{total} service-backed tests not run (they need MariaDB, Redis, nginx, redis-server): \
+        "{total} service-backed tests not run (they need MariaDB, Redis, redis-server, nginx, \
+         traefik, caddy): \
          cargo test -- --include-ignored (bash .ci/run starts what they need)"
     );
 }

@@ -1,12 +1,14 @@
 //! What every integration test binary shares: `services` (MariaDB and Redis, found once
 //! per process), `app` (`TestApp`, the server in-process on port 0), `clients` (one
 //! helper per endpoint, signatures, assertions), `topology` (a local Redis Cluster and
-//! Sentinel setup), `webhook` (a code-delivery receiver and the account endpoints) and `macros` (one scenario on each backend). Not every binary
-//! uses every helper.
+//! Sentinel setup), `webhook` (a code-delivery receiver and the account endpoints),
+//! `gateway` (a real gateway in front of a recording application) and `macros` (one
+//! scenario on each backend). Not every binary uses every helper.
 #![allow(dead_code, unused_imports, unused_macros)]
 
 pub mod app;
 pub mod clients;
+pub mod gateway;
 #[macro_use]
 pub mod macros;
 pub mod services;
