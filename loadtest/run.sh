@@ -9,7 +9,7 @@
 # Environment (all optional; see loadtest/README.md):
 #   RATE, DURATION, USERS, SMOKE=1, TOKENCACHE_BIN, DATABASE_URL, REDIS_URL,
 #   TOKENCACHE_REDIS_PREFIX, APP_KEY, APP_SECRET, USER_PREFIX, USER_PASSWORD,
-#   TOKEN_TTL, SUMMARY_JSON, K6, K6_ARGS, GOGC, GOMEMLIMIT, KEEP_REDIS=1
+#   TOKEN_TTL, SUMMARY_JSON, REPORT_HTML, K6, K6_ARGS, GOGC, GOMEMLIMIT, KEEP_REDIS=1
 #
 # Exit code: k6's (0 when every threshold holds, 99 when one fails, 108 when setup
 # aborted), or 2 when the environment could not be prepared.
@@ -313,10 +313,27 @@ for v in RATE DURATION TOKENS TOKEN_TYPE PRE_VUS MAX_VUS SETUP_TIMEOUT MAX_DROPP
 done
 quiet=()
 [[ -t 1 ]] || quiet=(--quiet) # no progress bar when the output is a file or a pipe
+
+# k6's HTML report: its web dashboard (k6 >= 0.49), exported to one self-contained file
+# when the run ends. K6_WEB_DASHBOARD_PORT=-1 unless set: no dashboard HTTP server at
+# all (k6's default listens on port 5665 of every interface, and a second k6 on the
+# machine then exits with an error). One aggregation period per second (k6's default is
+# 10 s): readable curves, and a short run (k6 writes no report from fewer than 2
+# periods) still gets one. Every metric is also kept per `op` tag (k6's default tag is
+# `group`), so the report holds each operation's latency over time. REPORT_HTML=
+# (empty) turns the report off.
+REPORT_HTML=${REPORT_HTML-$RESULTS/$SCENARIO-report.html}
+dashboard_env=()
+if [[ -n $REPORT_HTML ]]; then
+  rm -f "$REPORT_HTML" # never point at an earlier run's report
+  dashboard_env=(K6_WEB_DASHBOARD=true "K6_WEB_DASHBOARD_PORT=${K6_WEB_DASHBOARD_PORT:--1}"
+    "K6_WEB_DASHBOARD_PERIOD=${K6_WEB_DASHBOARD_PERIOD:-1s}" "K6_WEB_DASHBOARD_TAGS=${K6_WEB_DASHBOARD_TAGS:-op}"
+    "K6_WEB_DASHBOARD_EXPORT=$REPORT_HTML")
+fi
 log "running $SCENARIO: RATE=${RATE:-default} DURATION=${DURATION:-default} USERS=$USERS SMOKE=$SMOKE"
 set +e
 # shellcheck disable=SC2086 # K6_ARGS is split on purpose
-"$K6" run "${quiet[@]}" "${k6_env[@]}" ${K6_ARGS:-} "$SCRIPT"
+env "${dashboard_env[@]}" "$K6" run "${quiet[@]}" "${k6_env[@]}" ${K6_ARGS:-} "$SCRIPT"
 K6_RC=$?
 set -e
 
@@ -343,6 +360,13 @@ redis_memory_report() {
 }
 redis_memory_report || true
 
+if [[ -n $REPORT_HTML ]]; then
+  if [[ -s $REPORT_HTML ]]; then
+    log "HTML report: $REPORT_HTML (open it in a browser; loadtest/report_plot.py draws its latency over time)"
+  else
+    log "no HTML report: k6 wrote none (it writes none before k6 0.49, for a run of fewer than 2 periods of K6_WEB_DASHBOARD_PERIOD, e.g. when setup aborts at once, nor into a missing directory)"
+  fi
+fi
 if [[ $K6_RC == 0 ]]; then
   log "$SCENARIO: PASS (summary: $SUMMARY_JSON)"
 else
