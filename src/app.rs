@@ -21,6 +21,8 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://./tokencache.db?mode=rwc";
 /// The defaults of `Settings` that the command line shows as its own.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9094";
 pub const DEFAULT_REDIS_PREFIX: &str = "tc:";
+/// The near cache's default bound on entries.
+pub const DEFAULT_NEAR_CACHE_MAX_ENTRIES: usize = 100_000;
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(1000);
 pub const DEFAULT_DATABASE_TIMEOUT: Duration = Duration::from_millis(3000);
 /// The bound on one webhook call of the code delivery.
@@ -42,6 +44,8 @@ pub struct Settings {
     pub redis_mode: RedisMode,
     /// The master's name the sentinels monitor (sentinel mode).
     pub redis_sentinel_master: Option<String>,
+    /// The near cache's bound on entries, when it is on (`--near-cache`).
+    pub near_cache: Option<usize>,
     /// Prefix of every Redis key (lets several deployments or tests share one Redis).
     pub redis_prefix: String,
     pub redis_timeout: Duration,
@@ -63,6 +67,7 @@ impl Default for Settings {
             redis_url: None,
             redis_mode: RedisMode::Standalone,
             redis_sentinel_master: None,
+            near_cache: None,
             redis_prefix: DEFAULT_REDIS_PREFIX.into(),
             redis_timeout: DEFAULT_REDIS_TIMEOUT,
             database_timeout: DEFAULT_DATABASE_TIMEOUT,
@@ -109,11 +114,15 @@ pub async fn engine(settings: &Settings) -> Result<AppEngine, StartError> {
                 sentinel_master: settings.redis_sentinel_master.clone(),
                 timeout: settings.redis_timeout,
             };
-            Tokens::Redis(
-                RedisTokens::open(&target, &settings.redis_prefix)
-                    .await
-                    .map_err(StartError::Tokens)?,
-            )
+            let mut redis = RedisTokens::open(&target, &settings.redis_prefix)
+                .await
+                .map_err(StartError::Tokens)?;
+            if let Some(max_entries) = settings.near_cache {
+                redis
+                    .enable_near_cache(&target, max_entries)
+                    .map_err(StartError::Tokens)?;
+            }
+            Tokens::Redis(redis)
         }
         None => Tokens::Memory(MemoryTokens::new()),
     };

@@ -36,6 +36,14 @@ pub const STORE_POOL_IN_USE: &str = "tokencache_store_pool_in_use";
 /// Connections the server closed by `reason`: `idle` (no request head in time) or
 /// `ip_share` (their address held its share of the slots already).
 pub const CONNECTIONS_CLOSED: &str = "tokencache_connections_closed_total";
+/// Near-cache lookups by `result` (hit, miss).
+pub const NEAR_CACHE_LOOKUPS: &str = "tokencache_near_cache_lookups_total";
+/// Invalidation pushes the near cache received from Redis.
+pub const NEAR_CACHE_INVALIDATIONS: &str = "tokencache_near_cache_invalidations_total";
+/// Times the near cache emptied itself (a flush push, a lost or new tracking connection).
+pub const NEAR_CACHE_FLUSHES: &str = "tokencache_near_cache_flushes_total";
+/// Entries in the near cache (sampled twice a second).
+pub const NEAR_CACHE_ENTRIES: &str = "tokencache_near_cache_entries";
 /// gRPC ext_authz checks by `result` (ok, denied, unavailable, error).
 pub const GRPC_CHECKS: &str = "tokencache_grpc_checks_total";
 /// Always 1, labelled with the `version`.
@@ -133,6 +141,13 @@ fn describe() {
         "Store connections (SQL) or operations (Redis) in use."
     );
     describe_counter!(GRPC_CHECKS, "gRPC ext_authz checks, by result.");
+    describe_counter!(NEAR_CACHE_LOOKUPS, "Near-cache lookups, by result.");
+    describe_counter!(
+        NEAR_CACHE_INVALIDATIONS,
+        "Invalidation pushes received from Redis."
+    );
+    describe_counter!(NEAR_CACHE_FLUSHES, "Times the near cache emptied itself.");
+    describe_gauge!(NEAR_CACHE_ENTRIES, "Entries in the near cache.");
     describe_gauge!(BUILD_INFO, "Build information; always 1.");
 }
 
@@ -236,6 +251,22 @@ pub fn refresh_reuse() {
 
 pub fn revocation(route: &'static str) {
     count(REVOCATIONS, "route", route);
+}
+
+pub fn near_cache(result: &'static str) {
+    count(NEAR_CACHE_LOOKUPS, "result", result);
+}
+
+pub fn near_cache_invalidations() {
+    counter!(NEAR_CACHE_INVALIDATIONS).increment(1);
+}
+
+pub fn near_cache_flush() {
+    counter!(NEAR_CACHE_FLUSHES).increment(1);
+}
+
+pub fn near_cache_entries(n: usize) {
+    gauge!(NEAR_CACHE_ENTRIES).set(n as f64);
 }
 
 pub fn grpc_check(result: &'static str) {

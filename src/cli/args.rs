@@ -180,6 +180,14 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "TOKENCACHE_LISTEN", default_value = app::DEFAULT_LISTEN)]
     pub listen: SocketAddr,
+    /// Keep access records in process, kept exact by Redis's invalidation pushes (client
+    /// tracking): check_token, forward-auth and introspection answer repeated tokens
+    /// without a Redis round trip. Standalone Redis only.
+    #[arg(long, env = "TOKENCACHE_NEAR_CACHE")]
+    pub near_cache: bool,
+    /// The near cache's bound on entries (about 200 bytes each).
+    #[arg(long, env = "TOKENCACHE_NEAR_CACHE_MAX_ENTRIES", default_value_t = app::DEFAULT_NEAR_CACHE_MAX_ENTRIES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000_000))]
+    pub near_cache_max_entries: usize,
     /// Also serve Envoy's gRPC external authorization (envoy.service.auth.v3.Authorization)
     /// on this address. Unset: no gRPC listener.
     #[arg(long, env = "TOKENCACHE_GRPC_LISTEN")]

@@ -63,6 +63,7 @@ impl StoreArgs {
             redis_url: self.redis_url.clone(),
             redis_mode: self.redis_mode,
             redis_sentinel_master: self.redis_sentinel_master.clone(),
+            near_cache: None,
             redis_prefix: self.redis_prefix.clone(),
             redis_timeout: Duration::from_millis(self.redis_timeout_ms),
             database_timeout: Duration::from_millis(self.database_timeout_ms),
@@ -79,6 +80,7 @@ impl ServeArgs {
     pub fn settings(&self, stores: &StoreArgs) -> Settings {
         Settings {
             migrate: !self.no_migrate,
+            near_cache: self.near_cache.then_some(self.near_cache_max_entries),
             rules: Rules {
                 limits: self.accounts.limits(),
                 client_cache: Duration::from_secs(self.client_cache_secs),

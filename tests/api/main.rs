@@ -11,6 +11,7 @@ mod faults;
 mod gateways;
 mod legacy;
 mod limits;
+mod near_cache;
 mod ops;
 mod profile;
 mod redis_layout;

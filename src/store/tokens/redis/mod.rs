@@ -30,6 +30,7 @@
 //! costs deadpool-redis a PING round trip) sits on the hot path. `conn.rs` says how each
 //! mode connects and why no command is ever sent twice.
 mod conn;
+mod near;
 
 use conn::Ops;
 pub use conn::{slot_of, OpenError, RedisConn, RedisMode, RedisTarget};
@@ -50,6 +51,8 @@ use crate::telemetry::{self, StoreOp};
 #[derive(Clone)]
 pub struct RedisTokens {
     conn: RedisConn,
+    /// The near cache of access records, when on (`--near-cache`).
+    near: Option<std::sync::Arc<near::NearCache>>,
     take_refresh: redis::Script,
     prefix: String,
 }
@@ -62,9 +65,33 @@ impl RedisTokens {
         telemetry::store_connections("redis", 1);
         Ok(Self {
             conn,
+            near: None,
             take_refresh: take_refresh_script(),
             prefix: prefix.to_owned(),
         })
+    }
+
+    /// Turns the near cache on (`near.rs`): standalone Redis only.
+    pub fn enable_near_cache(
+        &mut self,
+        target: &RedisTarget,
+        max_entries: usize,
+    ) -> Result<(), OpenError> {
+        if target.mode != RedisMode::Standalone {
+            return Err(OpenError::Config(format!(
+                "--near-cache works with --redis-mode standalone only, not {} (its \
+                 invalidations would have to come from every master)",
+                target.mode.name()
+            )));
+        }
+        let near = near::start(&target.urls, &self.prefix, max_entries, target.timeout).map_err(
+            |source| OpenError::Redis {
+                what: "cannot start the near cache".into(),
+                source,
+            },
+        )?;
+        self.near = Some(near);
+        Ok(())
     }
 
     fn key(&self, kind: &str, suffix: &str) -> String {
@@ -150,6 +177,9 @@ impl RedisTokens {
                 continue;
             }
             if let Some(access) = pair.access {
+                if let Some(near) = &self.near {
+                    near.forget(&access);
+                }
                 keys.push(self.key(kind::ACCESS, &access.encode()));
             }
             if let Some(refresh) = pair.refresh {
@@ -322,11 +352,25 @@ impl TokenStore for RedisTokens {
     }
 
     async fn access(&self, hash: &TokenHash) -> Result<Option<AccessRecord>, StoreError> {
+        let ticket = match &self.near {
+            Some(near) => {
+                if let Some(record) = near.get(hash) {
+                    return Ok(Some(record));
+                }
+                near.ticket(hash)
+            }
+            None => None,
+        };
         let key = self.key(kind::ACCESS, &hash.encode());
         let mut conn = self.conn.clone();
         let raw: Option<Vec<u8>> = self.bounded("get_access", conn.get(key)).await?;
-        raw.map(|v| value::decode_access(&v).ok_or_else(|| corrupt("access token")))
-            .transpose()
+        let record = raw
+            .map(|v| value::decode_access(&v).ok_or_else(|| corrupt("access token")))
+            .transpose()?;
+        if let (Some(near), Some(ticket), Some(record)) = (&self.near, ticket, &record) {
+            near.insert(ticket, *hash, record);
+        }
+        Ok(record)
     }
 
     async fn issue(&self, pair: &IssuedPair) -> Result<u64, StoreError> {
