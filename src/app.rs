@@ -231,6 +231,7 @@ pub async fn serve(
             state.clone(),
             until_stopped(stopped.clone()),
             settings.http.shutdown_grace,
+            settings.http.max_connections,
         ))
     });
     tracing::info!(%listen, "tokencache serving");

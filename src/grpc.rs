@@ -147,6 +147,7 @@ pub async fn serve<T, R>(
     state: Arc<State<T, R>>,
     shutdown: impl std::future::Future<Output = ()> + Send,
     grace: std::time::Duration,
+    max_connections: usize,
 ) where
     T: TokenBackend + Send + Sync + 'static,
     R: RecordStore + Send + Sync + 'static,
@@ -155,11 +156,21 @@ pub async fn serve<T, R>(
     use hyper_util::server::graceful::GracefulShutdown;
     use hyper_util::service::TowerToHyperService;
 
-    let service = AuthorizationServer::new(ExtAuthz { state });
+    // A CheckRequest is a request's attributes: a few KiB; 64 KiB bounds each one.
+    let service = AuthorizationServer::new(ExtAuthz { state }).max_decoding_message_size(64 * 1024);
+    // At most `max_connections` at once, as on the HTTP listener.
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     tokio::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            () = &mut shutdown => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+        };
         let stream = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -182,6 +193,7 @@ pub async fn serve<T, R>(
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "gRPC connection ended with an error");
             }
+            drop(slot);
         });
     }
     if tokio::time::timeout(grace, graceful.shutdown())

@@ -96,6 +96,7 @@ async fn serve_grpc(app: &TestApp) -> (SocketAddr, oneshot::Sender<()>) {
             let _ = rx.await;
         },
         Duration::from_secs(1),
+        100,
     ));
     (addr, tx)
 }

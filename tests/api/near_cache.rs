@@ -13,7 +13,8 @@ use crate::common::*;
 /// A (no near cache) and B (near cache) on MariaDB and a redis-server of their own.
 async fn pair() -> (TestApp, TestApp, OwnRedis, u16) {
     let port = free_port();
-    let redis = OwnRedis::start(port).await;
+    // DEBUG allowed, to stop Redis's active expiry where a test needs it.
+    let redis = OwnRedis::start_with(port, &["--enable-debug-command", "local"]).await;
     let (mut settings, db, _) = TestApp::fresh_settings(Backend::Real).await;
     settings.redis_url = Some(format!("redis://127.0.0.1:{port}/0"));
     settings.redis_timeout = Duration::from_millis(500);
@@ -143,6 +144,9 @@ async fn an_expired_token_is_never_answered_from_the_near_cache() {
     let (status, v) = a.post("/api/v1/authorize", &body).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     let token = v["data"]["access_token"].as_str().unwrap().to_owned();
+    // Without Redis's active expiry (which pushes an invalidation when the key expires)
+    // only the expiry in the record can keep B from answering it.
+    assert_eq!(cli(port, &["debug", "set-active-expire", "0"]).trim(), "OK");
     cached_on(&b, port, &token).await;
     // Its lifetime (2 s, whole seconds) is the behaviour under test.
     tokio::time::sleep(Duration::from_millis(3100)).await;

@@ -222,19 +222,61 @@ impl RedisConn {
         }
     }
 
-    /// Whether every slot is served: every master answers PING, and the cluster says its
-    /// state is `ok`.
+    /// Whether every slot is served: the cluster says its state is `ok`, and every master
+    /// that `CLUSTER SLOTS` names answers PING on its own connection. (A PING sent to
+    /// "all masters" would skip a master the client has no connection to.)
     async fn check_cluster(&mut self) -> RedisResult<()> {
-        redis::cmd("PING").query_async::<()>(self).await?;
-        let info: String = redis::cmd("CLUSTER").arg("INFO").query_async(self).await?;
-        if info.lines().any(|l| l.trim() == "cluster_state:ok") {
-            Ok(())
-        } else {
-            Err(RedisError::from((
+        let Self::Cluster(conn) = self else {
+            return Ok(());
+        };
+        let info: String = redis::cmd("CLUSTER").arg("INFO").query_async(conn).await?;
+        if !info.lines().any(|l| l.trim() == "cluster_state:ok") {
+            return Err(RedisError::from((
                 ErrorKind::Server(ServerErrorKind::ClusterDown),
                 "cluster_state is not ok",
-            )))
+            )));
         }
+        let slots: Value = redis::cmd("CLUSTER").arg("SLOTS").query_async(conn).await?;
+        let mut masters: Vec<(String, u16)> = Vec::new();
+        if let Value::Array(ranges) = slots {
+            for range in ranges {
+                let Value::Array(fields) = range else {
+                    continue;
+                };
+                let Some(Value::Array(master)) = fields.get(2) else {
+                    continue;
+                };
+                let host = match master.first() {
+                    Some(Value::BulkString(h)) => String::from_utf8_lossy(h).into_owned(),
+                    Some(Value::SimpleString(h)) => h.clone(),
+                    _ => continue,
+                };
+                let Some(Value::Int(port)) = master.get(1) else {
+                    continue;
+                };
+                let Ok(port) = u16::try_from(*port) else {
+                    continue;
+                };
+                if !masters.contains(&(host.clone(), port)) {
+                    masters.push((host, port));
+                }
+            }
+        }
+        if masters.is_empty() {
+            return Err(RedisError::from((
+                ErrorKind::Server(ServerErrorKind::ClusterDown),
+                "CLUSTER SLOTS names no master",
+            )));
+        }
+        for (host, port) in masters {
+            use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+            conn.route_command(
+                redis::cmd("PING"),
+                RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port }),
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// Readiness: Redis answers; on a cluster, every slot is served; with sentinels, the
@@ -270,8 +312,26 @@ fn collect_strings(value: Value, out: &mut Vec<String>) {
     }
 }
 
-/// Whether Redis provably did not run the command that got this error, so that sending it
+/// Whether Redis provably refused to run the command that got this error (a single
+/// command: a pipeline's error may follow commands of it that ran), so that sending it
 /// again cannot run it twice.
+fn refused_unrun(e: &RedisError) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::Server(
+            ServerErrorKind::Moved
+                | ServerErrorKind::TryAgain
+                | ServerErrorKind::ClusterDown
+                | ServerErrorKind::MasterDown
+                | ServerErrorKind::BusyLoading
+                | ServerErrorKind::ReadOnly
+        )
+    )
+}
+
+/// Whether Redis provably did not run the command that got this error, so that sending it
+/// again cannot run it twice (on one connection of our own: a refused connection never
+/// carried it).
 fn not_run(e: &RedisError) -> bool {
     match e.kind() {
         ErrorKind::Server(
@@ -300,11 +360,13 @@ impl ConnectionLike for RedisConn {
         match self {
             // The hot path: no wrapper of our own around the manager's future.
             Self::Standalone(conn) => conn.req_packed_command(cmd),
+            // Only a server's refusal of this one command is resent: the cluster client
+            // may answer a request it already sent with a connection error of a refresh.
             Self::Cluster(conn) => Box::pin(async move {
                 let mut pauses = RESEND_PAUSES.iter();
                 loop {
                     match conn.req_packed_command(cmd).await {
-                        Err(e) if not_run(&e) => match pauses.next() {
+                        Err(e) if refused_unrun(&e) => match pauses.next() {
                             Some(pause) => tokio::time::sleep(*pause).await,
                             None => return Err(e),
                         },
@@ -324,18 +386,9 @@ impl ConnectionLike for RedisConn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Self::Standalone(conn) => conn.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(conn) => Box::pin(async move {
-                let mut pauses = RESEND_PAUSES.iter();
-                loop {
-                    match conn.req_packed_commands(pipeline, offset, count).await {
-                        Err(e) if not_run(&e) => match pauses.next() {
-                            Some(pause) => tokio::time::sleep(*pause).await,
-                            None => return Err(e),
-                        },
-                        answer => return answer,
-                    }
-                }
-            }),
+            // A pipeline is never resent: the cluster client answers it with an error
+            // when any reply is MOVED or the like, also when earlier commands of it ran.
+            Self::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
             Self::Sentinel(conn) => Box::pin(conn.shared.pipeline(pipeline, offset, count)),
         }
     }
@@ -554,9 +607,9 @@ pub struct Ops {
 }
 
 struct Op {
-    /// The slot of its key; `None` for a command on several keys (`MGET`, `DEL`), which
-    /// the cluster client splits by slot itself.
-    slot: Option<u16>,
+    /// The slot of its key (every command of an `Ops` is on one key, or on keys of one
+    /// slot).
+    slot: u16,
     cmd: Cmd,
     keep: bool,
     stage: usize,
@@ -569,17 +622,12 @@ impl Ops {
 
     /// A command on one key, its answer kept.
     pub fn keep(&mut self, key: &[u8], cmd: Cmd) -> &mut Self {
-        self.push(Some(slot_of(key)), cmd, true)
+        self.push(slot_of(key), cmd, true)
     }
 
     /// A command on one key, its answer dropped (an error still fails the operation).
     pub fn ignore(&mut self, key: &[u8], cmd: Cmd) -> &mut Self {
-        self.push(Some(slot_of(key)), cmd, false)
-    }
-
-    /// A command on several keys, its answer kept.
-    pub fn keep_multi(&mut self, cmd: Cmd) -> &mut Self {
-        self.push(None, cmd, true)
+        self.push(slot_of(key), cmd, false)
     }
 
     /// The commands added after this run after every command added before it answered.
@@ -601,7 +649,7 @@ impl Ops {
         self
     }
 
-    fn push(&mut self, slot: Option<u16>, cmd: Cmd, keep: bool) -> &mut Self {
+    fn push(&mut self, slot: u16, cmd: Cmd, keep: bool) -> &mut Self {
         self.ops.push(Op {
             slot,
             cmd,
@@ -633,28 +681,23 @@ impl Ops {
     async fn run_staged(&self, conn: &RedisConn) -> RedisResult<Vec<Value>> {
         let mut answers: Vec<Option<Value>> = vec![None; self.ops.len()];
         for stage in 0..=self.stage {
-            // The indexes of this stage's commands, grouped: one group per slot, one per
-            // multi-key command.
-            let mut groups: Vec<(Option<u16>, Vec<usize>)> = Vec::new();
+            // The indexes of this stage's commands, one group per slot.
+            let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
             for (i, op) in self.ops.iter().enumerate() {
                 if op.stage != stage {
                     continue;
                 }
-                match op
-                    .slot
-                    .and_then(|s| groups.iter_mut().find(|(g, _)| *g == Some(s)))
-                {
+                match groups.iter_mut().find(|(g, _)| *g == op.slot) {
                     Some((_, members)) => members.push(i),
                     None => groups.push((op.slot, vec![i])),
                 }
             }
-            let sent = groups.into_iter().map(|(slot, members)| {
+            let sent = groups.into_iter().map(|(_, members)| {
                 let mut conn = conn.clone();
                 async move {
-                    let values: Vec<Value> = if slot.is_none() {
-                        // A command on several keys alone: the cluster client splits a
-                        // command by slot, never a pipeline.
-                        vec![self.ops[members[0]].cmd.query_async(&mut conn).await?]
+                    let values: Vec<Value> = if let [single] = members[..] {
+                        // Alone, so that a refusal of it (MOVED) may be resent.
+                        vec![self.ops[single].cmd.query_async(&mut conn).await?]
                     } else {
                         let mut pipe = redis::pipe();
                         for &i in &members {

@@ -147,6 +147,7 @@ impl RedisTokens {
                 .into_iter()
         };
         let mut keys: Vec<String> = Vec::new();
+        let mut forgotten: Vec<TokenHash> = Vec::new();
         let mut removed_members: Vec<Vec<u8>> = Vec::new();
         for (raw, member) in members {
             let pair = match member {
@@ -180,6 +181,7 @@ impl RedisTokens {
                 if let Some(near) = &self.near {
                     near.forget(&access);
                 }
+                forgotten.push(access);
                 keys.push(self.key(kind::ACCESS, &access.encode()));
             }
             if let Some(refresh) = pair.refresh {
@@ -194,12 +196,32 @@ impl RedisTokens {
         // that name nothing (skipped, and gone with the index), never a token the index
         // no longer names.
         // Every selected pair names at least one key (its refresh or its access token).
+        // One DEL per slot, never one multi-slot DEL: the cluster client splits those but
+        // silently skips a node it has no connection to (a revocation would answer
+        // success and leave the token). On one node the DELs are one pipeline.
+        let mut by_slot: Vec<(u16, Vec<&String>)> = Vec::new();
+        for key in &keys {
+            let slot = slot_of(key.as_bytes());
+            match by_slot.iter_mut().find(|(s, _)| *s == slot) {
+                Some((_, group)) => group.push(key),
+                None => by_slot.push((slot, vec![key])),
+            }
+        }
         let mut ops = Ops::new();
-        ops.keep_multi(Cmd::del(&keys))
-            .then()
+        for (_, group) in &by_slot {
+            ops.keep(group[0].as_bytes(), Cmd::del(group));
+        }
+        ops.then()
             .ignore(index.as_bytes(), Cmd::zrem(index, removed_members));
-        let (removed,): (u64,) = self.bounded(operation, ops.run(&self.conn)).await?;
-        Ok(removed)
+        let removed: Vec<u64> = self.bounded(operation, ops.run(&self.conn)).await?;
+        // Forgotten again now that the keys are gone: a miss that read one before the DEL
+        // may have cached it meanwhile (its push also removes it, a moment later).
+        if let Some(near) = &self.near {
+            for access in forgotten {
+                near.forget(&access);
+            }
+        }
+        Ok(removed.iter().sum())
     }
 
     /// Redis's eviction policy when Redis can evict keys (a `maxmemory` is set and the

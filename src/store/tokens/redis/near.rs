@@ -111,17 +111,21 @@ impl NearCache {
     /// Inserts a miss's answer, unless a change to its bucket, a flush or a lost
     /// connection came after its ticket.
     pub fn insert(&self, ticket: Ticket, hash: TokenHash, record: &AccessRecord) {
-        if record.expires <= unix_now() {
+        if record.expires <= unix_now() || self.moved(ticket, &hash) {
             return;
         }
         self.entries.insert(hash, record.clone());
-        // Checked after the insert: a push handled between the check and the insert
-        // would otherwise be lost. If anything moved, the entry goes again.
-        if self.generation.load(Ordering::Acquire) != ticket.generation
-            || self.epochs[bucket(&hash)].load(Ordering::Acquire) != ticket.epoch
-        {
+        // Checked again after the insert: a push handled between the check and the
+        // insert would otherwise be lost. If anything moved, the entry goes again.
+        if self.moved(ticket, &hash) {
             self.entries.remove(&hash);
         }
+    }
+
+    /// Whether a flush or a change of `hash`'s bucket came after `ticket`.
+    fn moved(&self, ticket: Ticket, hash: &TokenHash) -> bool {
+        self.generation.load(Ordering::Acquire) != ticket.generation
+            || self.epochs[bucket(hash)].load(Ordering::Acquire) != ticket.epoch
     }
 
     /// This instance revoked the token: gone at once (the push follows).
@@ -206,17 +210,30 @@ pub fn start(
     let tracked = format!("{prefix}a:");
     let task_cache = cache.clone();
     tokio::spawn(async move {
+        // After a tracking connection that never got going, wait longer each time (up to
+        // 5 s); after one that worked, try again at once.
+        let mut pause = Duration::from_millis(100);
         loop {
-            track(&client, &tracked, &task_cache, timeout).await;
+            let worked = track(&client, &tracked, &task_cache, timeout).await;
             task_cache.set_live(false);
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            pause = if worked {
+                Duration::from_millis(100)
+            } else {
+                (pause * 2).min(Duration::from_secs(5))
+            };
+            tokio::time::sleep(pause).await;
         }
     });
     Ok(cache)
 }
 
-/// One tracking connection, until it is lost or in doubt.
-async fn track(client: &redis::Client, tracked: &str, cache: &NearCache, timeout: Duration) {
+/// One tracking connection, until it is lost or in doubt; whether tracking was on.
+async fn track(
+    client: &redis::Client,
+    tracked: &str,
+    cache: &NearCache,
+    timeout: Duration,
+) -> bool {
     let (tx, mut rx) = mpsc::unbounded_channel::<PushInfo>();
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout))
@@ -226,7 +243,7 @@ async fn track(client: &redis::Client, tracked: &str, cache: &NearCache, timeout
         .get_multiplexed_async_connection_with_config(&config)
         .await
     else {
-        return;
+        return false;
     };
     let on: redis::RedisResult<()> = redis::cmd("CLIENT")
         .arg("TRACKING")
@@ -238,7 +255,7 @@ async fn track(client: &redis::Client, tracked: &str, cache: &NearCache, timeout
         .await;
     if let Err(e) = on {
         tracing::warn!(error = %e, "near cache: CLIENT TRACKING refused; the cache stays off");
-        return;
+        return false;
     }
     let _: redis::RedisResult<()> = redis::cmd("CLIENT")
         .arg("SETNAME")
@@ -252,10 +269,10 @@ async fn track(client: &redis::Client, tracked: &str, cache: &NearCache, timeout
             push = rx.recv() => match push {
                 Some(push) => {
                     if !cache.handle(push) {
-                        return;
+                        return true;
                     }
                 }
-                None => return,
+                None => return true,
             },
             _ = ping.tick() => {
                 telemetry::near_cache_entries(cache.len());
@@ -265,7 +282,7 @@ async fn track(client: &redis::Client, tracked: &str, cache: &NearCache, timeout
                 )
                 .await;
                 if !matches!(pong, Ok(Ok(_))) {
-                    return;
+                    return true;
                 }
             }
         }
