@@ -19,11 +19,16 @@
 //! - the `ConnectionManager` of standalone mode reconnects after an error but never
 //!   resends the command that failed;
 //! - the cluster client is built with `retries(0)`, so it resends nothing itself;
-//! - this module resends only a command Redis provably did not run: refused with
-//!   `MOVED`, `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`, `LOADING` or `READONLY`, or never
-//!   written because the connection could not be made (see `not_run`). A command lost to a
-//!   dropped connection or a timeout is answered as an error (HTTP 503, code 1) and left to
-//!   the caller, who knows whether it may repeat it.
+//! - on a cluster this module resends only a single command the server refused with
+//!   `MOVED`, `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`, `LOADING` or `READONLY`
+//!   (`refused_unrun`), never a pipeline (the client answers a whole pipeline with such an
+//!   error also when commands of it ran) and never after a connection error (the client
+//!   may answer a request it already sent with one);
+//! - with Sentinel, a command is also resent when its connection to the master could not
+//!   be made (`not_run`): it was never written.
+//!
+//! A command lost to a dropped connection or a timeout is answered as an error (HTTP 503,
+//! code 1) and left to the caller, who knows whether it may repeat it.
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};

@@ -16,7 +16,8 @@
 //!
 //! The keys of one token sit on different cluster slots (an access token is found by its
 //! hash alone, so nothing else can share its slot). So no command touches two keys of
-//! different slots except `MGET` and `DEL`, which the cluster client splits by slot, and
+//! different slots except a revocation's `MGET`, which the cluster client splits by slot
+//! (and fails when a master is out of reach); deletions are one `DEL` per slot; and
 //! the writes of one operation are `Ops` in stages (`conn.rs`): one pipeline on a single
 //! node, grouped by slot stage after stage on a cluster. The one atomic step that
 //! matters, single-use refresh, is one Lua script on one key: it returns the refresh
