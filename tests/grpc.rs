@@ -190,33 +190,7 @@ async fn serve_with_grpc_listen_answers_envoy() {
     let dir = std::env::temp_dir().join(unique("tc_grpc"));
     std::fs::create_dir_all(&dir).unwrap();
     let db = format!("sqlite://{}/tc.db?mode=rwc", dir.display());
-    succeeded(&tokencache_cli_input(
-        &db,
-        None,
-        &[
-            "client",
-            "create",
-            "--app-key",
-            APP_KEY,
-            "--token-ttl",
-            "3600",
-            "--secret-stdin",
-        ],
-        &format!("{APP_SECRET}\n"),
-    ));
-    succeeded(&tokencache_cli_input(
-        &db,
-        None,
-        &[
-            "user",
-            "create",
-            "--username",
-            "alice",
-            "--app-key",
-            APP_KEY,
-        ],
-        &format!("{PASSWORD}\n"),
-    ));
+    cli_client_and_alice(&db);
     let (http_port, grpc_port) = (free_port(), free_port());
     let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokencache"))
         .args(["serve", "--listen", &format!("127.0.0.1:{http_port}")])
@@ -242,20 +216,7 @@ async fn serve_with_grpc_listen_answers_envoy() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let t = now_ms().to_string();
-    let body = json!({
-        "appid": APP_KEY, "token_type": "web", "username": "alice", "password": PASSWORD,
-        "time": t, "token": sign(&[APP_KEY, "alice", PASSWORD, &t], APP_SECRET),
-    });
-    let v: Value = http
-        .post(format!("{base}/api/v1/authorize"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, v) = login_at(&base).await;
     let access = v["data"]["access_token"]
         .as_str()
         .expect("a login")

@@ -416,33 +416,7 @@ async fn serve_process(
     dir: &std::path::Path,
 ) -> Result<(tokio::process::Child, String), String> {
     let db = format!("sqlite://{}/{}.db?mode=rwc", dir.display(), unique("tc"));
-    succeeded(&tokencache_cli_input(
-        &db,
-        None,
-        &[
-            "client",
-            "create",
-            "--app-key",
-            APP_KEY,
-            "--token-ttl",
-            "3600",
-            "--secret-stdin",
-        ],
-        &format!("{APP_SECRET}\n"),
-    ));
-    let _ = tokencache_cli_input(
-        &db,
-        None,
-        &[
-            "user",
-            "create",
-            "--username",
-            "alice",
-            "--app-key",
-            APP_KEY,
-        ],
-        &format!("{PASSWORD}\n"),
-    );
+    cli_client_and_alice(&db);
     let port = free_port();
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokencache"));
     command
@@ -494,24 +468,11 @@ async fn serve_process(
 
 /// Logs `alice` in through `base` and checks the token: (login status, check status).
 async fn login_and_check(base: &str) -> (StatusCode, StatusCode) {
-    let http = reqwest::Client::new();
-    let t = now_ms().to_string();
-    let body = json!({
-        "appid": APP_KEY, "token_type": "web", "username": "alice", "password": PASSWORD,
-        "time": t, "token": sign(&[APP_KEY, "alice", PASSWORD, &t], APP_SECRET),
-    });
-    let r = http
-        .post(format!("{base}/api/v1/authorize"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let v: serde_json::Value = r.json().await.unwrap();
+    let (status, v) = login_at(base).await;
     let Some(access) = v["data"]["access_token"].as_str() else {
         return (status, StatusCode::NOT_FOUND);
     };
-    let r = http
+    let r = reqwest::Client::new()
         .post(format!("{base}/api/v1/check_token"))
         .json(&json!({ "token": access }))
         .send()

@@ -200,3 +200,52 @@ pub fn succeeded(out: &std::process::Output) -> String {
     );
     String::from_utf8(out.stdout.clone()).expect("UTF-8 output")
 }
+
+/// The test client and `alice` in the database at `database_url`, through the CLI (for a
+/// `tokencache serve` process of a test's own).
+pub fn cli_client_and_alice(database_url: &str) {
+    succeeded(&tokencache_cli_input(
+        database_url,
+        None,
+        &[
+            "client",
+            "create",
+            "--app-key",
+            APP_KEY,
+            "--token-ttl",
+            "3600",
+            "--secret-stdin",
+        ],
+        &format!("{APP_SECRET}\n"),
+    ));
+    succeeded(&tokencache_cli_input(
+        database_url,
+        None,
+        &[
+            "user",
+            "create",
+            "--username",
+            "alice",
+            "--app-key",
+            APP_KEY,
+        ],
+        &format!("{PASSWORD}\n"),
+    ));
+}
+
+/// A signed authorize of `alice` at the server `base` (a process of a test's own): its
+/// status and answer.
+pub async fn login_at(base: &str) -> (StatusCode, Value) {
+    let t = now_ms().to_string();
+    let body = json!({
+        "appid": APP_KEY, "token_type": "web", "username": "alice", "password": PASSWORD,
+        "time": t, "token": sign(&[APP_KEY, "alice", PASSWORD, &t], APP_SECRET),
+    });
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/authorize"))
+        .json(&body)
+        .send()
+        .await
+        .expect("request sent");
+    (r.status(), r.json().await.expect("JSON body"))
+}

@@ -559,20 +559,8 @@ impl SentinelShared {
     }
 
     async fn command(&self, cmd: &Cmd) -> RedisResult<Value> {
-        let mut pauses = RESEND_PAUSES.iter();
-        loop {
-            let (generation, mut conn) = self.connect().await?;
-            match conn.req_packed_command(cmd).await {
-                Err(e) => {
-                    self.after_error(generation, &e);
-                    match pauses.next() {
-                        Some(pause) if not_run(&e) => tokio::time::sleep(*pause).await,
-                        _ => return Err(e),
-                    }
-                }
-                answer => return answer,
-            }
-        }
+        self.on_master(|mut conn| async move { conn.req_packed_command(cmd).await })
+            .await
     }
 
     async fn pipeline(
@@ -581,10 +569,23 @@ impl SentinelShared {
         offset: usize,
         count: usize,
     ) -> RedisResult<Vec<Value>> {
+        self.on_master(
+            |mut conn| async move { conn.req_packed_commands(pipeline, offset, count).await },
+        )
+        .await
+    }
+
+    /// Sends through the master's connection: an error that says it may be gone drops the
+    /// connection; one that proves nothing ran is resent after a pause.
+    async fn on_master<T, F, Fut>(&self, mut send: F) -> RedisResult<T>
+    where
+        F: FnMut(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = RedisResult<T>>,
+    {
         let mut pauses = RESEND_PAUSES.iter();
         loop {
-            let (generation, mut conn) = self.connect().await?;
-            match conn.req_packed_commands(pipeline, offset, count).await {
+            let (generation, conn) = self.connect().await?;
+            match send(conn).await {
                 Err(e) => {
                     self.after_error(generation, &e);
                     match pauses.next() {
