@@ -294,14 +294,30 @@ pub struct AccountArgs {
     /// Wrong guesses after which a code is void.
     #[arg(long, env = "TOKENCACHE_CODE_ATTEMPTS", default_value_t = LIMITS.code_attempts)]
     pub code_attempts: u64,
-    /// Failed password checks per username within --login-window after which authorize
-    /// refuses that username (405, HTTP 429) for the rest of the window; 0: off.
+    /// Guesses at one name's codes a client network may make in an hour, whatever the
+    /// number of codes sent (a new code does not reset it); 0: no limit.
+    #[arg(long, env = "TOKENCACHE_CODE_GUESSES_PER_HOUR", default_value_t = LIMITS.code_guesses_per_hour)]
+    pub code_guesses_per_hour: u64,
+    /// Codes sent to one name in an hour, whoever asks; 0: no limit.
+    #[arg(long, env = "TOKENCACHE_CODE_SENDS_PER_HOUR", default_value_t = LIMITS.code_sends_per_hour)]
+    pub code_sends_per_hour: u64,
+    /// Codes sent to names without an account (sign-ups) per client network per hour; 0:
+    /// no limit.
+    #[arg(long, env = "TOKENCACHE_CODE_SENDS_NEW_PER_IP", default_value_t = LIMITS.code_sends_new_per_ip)]
+    pub code_sends_new_per_ip: u64,
+    /// Codes sent to names without an account per hour, all clients together; 0: no
+    /// limit.
+    #[arg(long, env = "TOKENCACHE_CODE_SENDS_NEW_TOTAL", default_value_t = LIMITS.code_sends_new_total)]
+    pub code_sends_new_total: u64,
+    /// Password checks per account within --login-window after which authorize refuses
+    /// that account (405, HTTP 429) for the rest of the window, unchecked; a good login
+    /// resets the count; 0: off.
     #[arg(long, env = "TOKENCACHE_LOGIN_FAILURES", default_value_t = LIMITS.login_failures)]
     pub login_failures: u64,
     /// Seconds of the failed-login window.
     #[arg(long, env = "TOKENCACHE_LOGIN_WINDOW", default_value_t = LIMITS.login_window, value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS))]
     pub login_window: u64,
-    /// Seconds of the per-IP windows.
+    /// Seconds of the per-network windows.
     #[arg(long, env = "TOKENCACHE_IP_WINDOW", default_value_t = LIMITS.ip_window, value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS))]
     pub ip_window: u64,
     /// authorize requests per client IP per window; 0: no limit.
@@ -317,10 +333,31 @@ pub struct AccountArgs {
     /// limit.
     #[arg(long, env = "TOKENCACHE_IP_LIMIT_DOACTION", default_value_t = LIMITS.ip_doaction)]
     pub ip_limit_doaction: u64,
-    /// Take the client IP from the first X-Forwarded-For hop (only behind a proxy that
-    /// sets that header itself).
-    #[arg(long, env = "TOKENCACHE_TRUST_FORWARDED_FOR")]
+    /// Lookups of app keys that do not exist per client network per window (each costs
+    /// a database query); 0: no limit.
+    #[arg(long, env = "TOKENCACHE_IP_LIMIT_UNKNOWN_CLIENTS", default_value_t = LIMITS.ip_unknown_clients)]
+    pub ip_limit_unknown_clients: u64,
+    /// The prefix length by which IPv6 clients are counted (per-network limits, the
+    /// connection share, the network a verification code belongs to).
+    #[arg(long, env = "TOKENCACHE_IPV6_PREFIX", default_value_t = LIMITS.ipv6_prefix, value_parser = clap::value_parser!(u8).range(1..=128))]
+    pub ipv6_prefix: u8,
+    /// The proxies in front of tokencache (addresses or CIDRs, comma-separated): from
+    /// them, the client is the rightmost X-Forwarded-For hop that is not one of them.
+    /// Unset: the TCP peer is the client.
+    #[arg(long, env = "TOKENCACHE_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_proxy)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Replaced by --trusted-proxies (the leftmost hop it believed is the client's to
+    /// write): refused at start.
+    #[arg(long, env = "TOKENCACHE_TRUST_FORWARDED_FOR", hide = true)]
     pub trust_forwarded_for: bool,
+}
+
+/// A trusted proxy: a CIDR (`10.0.0.0/8`) or one address (`127.0.0.1`).
+fn parse_proxy(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("`{text}` is not an address or a CIDR (10.0.0.0/8, ::1)"))
 }
 
 #[derive(Debug, Subcommand)]

@@ -43,10 +43,19 @@ pub enum CliError {
     ImportNeedsSource,
     #[error("import stopped (run it again to go on where it stopped): {0}")]
     Import(#[source] StoreError),
+    #[error(
+        "--trust-forwarded-for (TOKENCACHE_TRUST_FORWARDED_FOR) was removed: it took the \
+         leftmost X-Forwarded-For hop, which the client writes. Name the proxies in front of \
+         tokencache with --trusted-proxies (TOKENCACHE_TRUSTED_PROXIES, e.g. 10.0.0.0/8)"
+    )]
+    TrustForwardedForRemoved,
 }
 
 /// Binds the listen address and serves until Ctrl-C or SIGTERM.
 pub async fn serve(stores: &StoreArgs, args: &ServeArgs) -> Result<(), CliError> {
+    if args.accounts.trust_forwarded_for {
+        return Err(CliError::TrustForwardedForRemoved);
+    }
     let settings = args.settings(stores);
     app::serve(&settings, args.listen, args.grpc_listen)
         .await

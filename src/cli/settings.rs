@@ -16,6 +16,10 @@ impl AccountArgs {
             code_ttl: self.code_ttl,
             code_resend: self.code_resend,
             code_attempts: self.code_attempts,
+            code_guesses_per_hour: self.code_guesses_per_hour,
+            code_sends_per_hour: self.code_sends_per_hour,
+            code_sends_new_per_ip: self.code_sends_new_per_ip,
+            code_sends_new_total: self.code_sends_new_total,
             login_failures: self.login_failures,
             login_window: self.login_window,
             ip_window: self.ip_window,
@@ -23,6 +27,8 @@ impl AccountArgs {
             ip_get_verify: self.ip_limit_get_verify,
             ip_check_user: self.ip_limit_check_user,
             ip_doaction: self.ip_limit_doaction,
+            ip_unknown_clients: self.ip_limit_unknown_clients,
+            ipv6_prefix: self.ipv6_prefix,
         }
     }
 
@@ -101,7 +107,7 @@ impl ServeArgs {
                 max_connections_per_ip: self.max_connections_per_ip,
                 header_timeout: Duration::from_secs(self.header_timeout),
                 idle_timeout: Duration::from_secs(self.idle_timeout),
-                trust_forwarded_for: self.accounts.trust_forwarded_for,
+                trusted_proxies: self.accounts.trusted_proxies.clone(),
             },
             ..stores.settings(true)
         }

@@ -1,7 +1,8 @@
 //! Administration of clients and users (the `client` and `user` CLI commands).
 use chrono::NaiveDateTime;
 
-use super::{account, token, DomainError, Engine};
+use super::account::{self, new_name_ok, Found};
+use super::{token, DomainError, Engine};
 use crate::secret::Secret;
 use crate::store::{
     Client, Counters, NewClient, NewUser, RecordStore, Revocation, StoreError, TokenStore,
@@ -49,6 +50,7 @@ impl<T: TokenStore + Revocation + Counters, R: RecordStore> Engine<T, R> {
             .create_client(&client)
             .await
             .map_err(conflict_is_exists)?;
+        self.clients.forget(&client.app_key);
         Ok(secret)
     }
 
@@ -65,7 +67,9 @@ impl<T: TokenStore + Revocation + Counters, R: RecordStore> Engine<T, R> {
 
     /// Stops new logins for a client. Tokens already issued live until they expire.
     pub async fn disable_client(&self, app_key: &str) -> Result<(), DomainError> {
-        found(self.records.disable_client(app_key).await?)
+        found(self.records.disable_client(app_key).await?)?;
+        self.clients.forget(app_key);
+        Ok(())
     }
 
     /// Creates a user with an argon2id hash of the password.
@@ -78,8 +82,12 @@ impl<T: TokenStore + Revocation + Counters, R: RecordStore> Engine<T, R> {
         if username.is_empty() || username.chars().count() > 191 {
             return Err(DomainError::InvalidParam("username"));
         }
+        new_name_ok(username)?;
         if password.is_empty() {
             return Err(DomainError::InvalidParam("password"));
+        }
+        if self.find_user(username).await?.taken() {
+            return Err(DomainError::AlreadyExists);
         }
         let user = NewUser {
             account: username.to_owned(),
@@ -95,30 +103,57 @@ impl<T: TokenStore + Revocation + Counters, R: RecordStore> Engine<T, R> {
             .map_err(conflict_is_exists)
     }
 
+    /// The stored spelling of the account a name given to the CLI stands for: ASCII
+    /// case aside, the name must be the account's own (`OtherSpelling` names the account
+    /// the database matched instead); `None` when no account collates equal to it.
+    async fn account_name(&self, username: &str) -> Result<Option<String>, DomainError> {
+        match self.find_user(username).await? {
+            Found::Same(user) => Ok(Some(user.account)),
+            Found::LookAlike(user) => Err(DomainError::OtherSpelling {
+                stored: user.account,
+            }),
+            Found::None => Ok(None),
+        }
+    }
+
     /// Sets a new password, revokes every live token of the user and lifts a login
-    /// lockout (the guesser's password is no longer the one to guess).
+    /// lockout (the guesser's password is no longer the one to guess); everything under
+    /// the account's stored spelling.
     pub async fn set_password(&self, username: &str, password: &str) -> Result<u64, DomainError> {
         if password.is_empty() {
             return Err(DomainError::InvalidParam("password"));
         }
+        let account = self
+            .account_name(username)
+            .await?
+            .ok_or(DomainError::NotFound)?;
         let hash = self.passwords.hash(password).await?;
-        found(self.records.set_password(username, &hash).await?)?;
-        let revoked = self.tokens.revoke_user(username).await?;
-        self.clear_login_failures(username).await?;
+        found(self.records.set_password(&account, &hash).await?)?;
+        let revoked = self.tokens.revoke_user(&account).await?;
+        self.clear_login_failures(&account).await?;
         Ok(revoked)
     }
 
-    /// Revokes every live token of a user (the user need not exist in the records).
+    /// Revokes every live token of a user, under the account's stored spelling (a name
+    /// with no account, a client's subject say, as given).
     pub async fn logout_user(&self, username: &str) -> Result<u64, DomainError> {
-        let revoked = self.tokens.revoke_user(username).await?;
+        let account = self.account_name(username).await?;
+        let revoked = self
+            .tokens
+            .revoke_user(account.as_deref().unwrap_or(username))
+            .await?;
         crate::telemetry::revocation("cli");
         Ok(revoked)
     }
 
     /// Disables a user and revokes every live token of the user.
     pub async fn disable_user(&self, username: &str) -> Result<u64, DomainError> {
-        found(self.records.disable_user(username).await?)?;
-        Ok(self.tokens.revoke_user(username).await?)
+        let account = self
+            .account_name(username)
+            .await?
+            .ok_or(DomainError::NotFound)?;
+        found(self.records.disable_user(&account).await?)?;
+        Ok(self.tokens.revoke_user(&account).await?)
     }
 }
 

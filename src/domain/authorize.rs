@@ -1,13 +1,18 @@
 //! authorize and authorize_nopwd: a signed login request from an app, checked in the
 //! seed's order, answered with a new token pair.
 
+use std::net::IpAddr;
+
+use super::account::{unknown_name_key, Found};
 use super::password::Verdict;
-use super::{required, sign, DomainError, Engine, Grant, Issued};
-use crate::store::{Client, Counters, RecordStore, Revocation, TokenStore, User};
+use super::{required, sign, DomainError, Engine, Grant, Issued, Refresh};
+use crate::store::{Counters, RecordStore, Revocation, TokenStore, User};
 
 /// A login request as it arrived (every field still text).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Login<'a> {
+    /// Where it came from (its network's limits).
+    pub client_ip: IpAddr,
     pub appid: Option<&'a str>,
     pub token_type: Option<&'a str>,
     pub username: Option<&'a str>,
@@ -17,6 +22,10 @@ pub struct Login<'a> {
     /// The request signature (the seed calls it `token`).
     pub signature: Option<&'a str>,
 }
+
+/// Seconds a used signature is remembered past its last acceptable second: the clocks of
+/// the instances may differ by that much (keep them within it, with NTP).
+pub const CLOCK_MARGIN: u64 = 5;
 
 /// Times at or above this are milliseconds (1e11 seconds is the year 5138).
 const MILLIS_THRESHOLD: u64 = 100_000_000_000;
@@ -66,7 +75,7 @@ impl<T: TokenStore + Revocation + Counters, R: RecordStore> Engine<T, R> {
         let token_type = login.token_type.unwrap_or("");
 
         // 2. client exists (1002), 3. not expired (3)
-        let client = self.client(appid).await?;
+        let client = self.client(appid, login.client_ip).await?;
         if !with_password && !client.allow_nopwd {
             return Err(DomainError::NopwdNotAllowed);
         }
@@ -96,9 +105,9 @@ impl<T: TokenStore + Revocation + Counters, R: RecordStore> Engine<T, R> {
             Some(pw) => self.check_password(username, pw).await?,
             None => {
                 let user = self
-                    .records
-                    .user(username)
+                    .find_user(username)
                     .await?
+                    .same()
                     .ok_or(DomainError::BadCredentials)?;
                 if user.disabled {
                     return Err(DomainError::UserDisabled);
@@ -119,12 +128,15 @@ impl<T: TokenStore + Revocation + Counters, R: RecordStore> Engine<T, R> {
             token_type,
             lifetime,
         };
-        self.issue(route, grant, None, true).await
+        self.issue(route, grant, None, Refresh::Open).await
     }
 
-    /// The user with this password (1004 otherwise), not disabled (2). A username with
-    /// too many recent failures is locked (405) before any check, right password or not:
-    /// no oracle for the guesser. A legacy plain password or an outdated hash is
+    /// The user with this password (1004 otherwise), not disabled (2). Each attempt is
+    /// counted against the account (its stored spelling; an unknown name under its own)
+    /// before the password is checked: past the lockout it is refused (405) unchecked,
+    /// right password or not, so no number of concurrent guesses checks more than the
+    /// limit. A name that only collates like an account is not that account: it is
+    /// checked against nothing (1004). A legacy plain password or an outdated hash is
     /// re-hashed on the way.
     pub(crate) async fn check_password(
         &self,
@@ -134,24 +146,30 @@ impl<T: TokenStore + Revocation + Counters, R: RecordStore> Engine<T, R> {
         // Longer than the account column allows: no such user can exist, and such a
         // name must not reach a counter key (1001).
         super::verify::username_ok(username)?;
-        let failures = self.check_login_lock(username).await?.count;
-        let user = self.records.user(username).await?;
+        let user = match self.find_user(username).await? {
+            Found::Same(user) => Some(user),
+            Found::None | Found::LookAlike(_) => None,
+        };
+        let counted = match &user {
+            Some(user) => user.account.clone(),
+            None => unknown_name_key(username),
+        };
+        let attempts = self.count_login_attempt(&counted).await?;
         let verdict = self
             .passwords
             .verify(user.as_ref().map(|u| &u.password), password)
             .await?;
         if verdict == Verdict::Mismatch {
-            self.login_failed(username).await?;
             return Err(DomainError::BadCredentials);
         }
-        if failures > 0 {
-            self.clear_login_failures(username).await?;
-        }
         let user = user.ok_or(DomainError::BadCredentials)?;
+        if attempts.count > 0 {
+            self.clear_login_failures(&user.account).await?;
+        }
         if verdict == Verdict::MatchRehash {
             let hash = self.passwords.hash(password).await?;
-            self.records.set_password(username, &hash).await?;
-            tracing::info!(username, "password re-hashed with argon2id");
+            self.records.set_password(&user.account, &hash).await?;
+            tracing::info!(username = user.account, "password re-hashed with argon2id");
         }
         if user.disabled {
             return Err(DomainError::UserDisabled);
@@ -174,23 +192,17 @@ impl<T: TokenStore + Revocation + Counters, R: RecordStore> Engine<T, R> {
         if skew > window {
             return Err(DomainError::StaleTime);
         }
-        // A signature stays acceptable for at most 2 × window (from time - window to
-        // time + window), so it is remembered that long.
+        // A signature stays acceptable while `now` (whole seconds) is at most
+        // `time + window`, that is until `time + window + 1`; it is remembered that long,
+        // and a margin more for the clocks of other instances.
+        let left = time.saturating_add(i64::try_from(window).unwrap_or(i64::MAX))
+            - crate::clock::unix_now();
+        let ttl = u64::try_from(left).unwrap_or(0) + 1 + CLOCK_MARGIN;
         let once = crate::store::tokens::keys::login_signature(appid, signature);
-        if !self.tokens.claim_once(&once, 2 * window).await? {
+        if !self.tokens.claim_once(&once, ttl).await? {
             return Err(DomainError::Replay);
         }
         Ok(())
-    }
-}
-
-impl<T, R: RecordStore> Engine<T, R> {
-    /// The enabled client with this app_key (1002 otherwise): the records alone.
-    pub(crate) async fn client(&self, appid: &str) -> Result<Client, DomainError> {
-        match self.records.client(appid).await? {
-            Some(c) if !c.disabled => Ok(c),
-            _ => Err(DomainError::UnknownClient),
-        }
     }
 }
 

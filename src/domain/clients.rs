@@ -1,73 +1,129 @@
-//! Clients as the OAuth endpoints (token, introspection, revocation) authenticate them:
-//! from memory, read again from the records at most every `Rules::client_cache`, so that
-//! a gateway that introspects every request costs no SQL query per call. A change made
-//! with the CLI (disabled, expired, new secret) is seen by every instance within that
-//! time. While the records cannot be read, the last copy read keeps serving: no change
-//! can be made meanwhile (the CLI writes to the same database).
+//! Clients as every endpoint finds them: from memory, read again from the records at
+//! most every `Rules::client_cache`, so that a gateway that introspects every request (or
+//! an app's logins) costs no SQL query per call. A change made with the CLI (disabled,
+//! expired, new secret) is seen by every instance within that time. While the records
+//! cannot be read, the last copy read keeps serving: no change can be made meanwhile
+//! (the CLI writes to the same database).
+//!
+//! App keys that do not exist are kept apart, in a bounded set of their own: probing for
+//! them can never push a real client out (introspection keeps working while the database
+//! is down), and each client network may make only `ip_unknown_clients` lookups of them
+//! per window before it is refused (429) without a query.
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{DomainError, Engine};
-use crate::store::{Client, RecordStore};
+use crate::store::{Client, Counters, RecordStore};
 
-/// Clients kept at most (app keys that do not exist are kept too, so that probing for
-/// them costs the database once per interval): past it the cache starts over.
-const MAX_ENTRIES: usize = 10_000;
+/// App keys known not to exist, kept at most: past it that set starts over (the clients
+/// that exist are never dropped for it).
+const MAX_UNKNOWN: usize = 10_000;
 
-/// A client as read (`None`: no such client), shared rather than copied on every hit
-/// (introspection reads one per call), and when it was read.
+/// A client as read (`None`: no such client), shared rather than copied on every hit,
+/// and when it was read.
 type Entry = (Option<Arc<Client>>, Instant);
 
 /// The clients read recently, by app_key.
 pub struct ClientCache {
     ttl: Duration,
-    entries: Mutex<HashMap<String, Entry>>,
+    /// Clients that exist: as many as the records hold.
+    known: Mutex<HashMap<String, Entry>>,
+    /// App keys that did not exist when read.
+    unknown: Mutex<HashMap<String, Instant>>,
 }
 
 impl ClientCache {
     pub fn new(ttl: Duration) -> Self {
         Self {
             ttl,
-            entries: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
+            unknown: Mutex::new(HashMap::new()),
         }
     }
 
     /// The entry for `app_key`, and whether it is still fresh.
     fn get(&self, app_key: &str) -> Option<(Option<Arc<Client>>, bool)> {
-        let entries = self.entries.lock().ok()?;
-        let (client, read) = entries.get(app_key)?;
-        Some((client.clone(), read.elapsed() < self.ttl))
+        let fresh = |read: &Instant| read.elapsed() < self.ttl;
+        if let Some((client, read)) = self.known.lock().ok()?.get(app_key) {
+            return Some((client.clone(), fresh(read)));
+        }
+        let unknown = self.unknown.lock().ok()?;
+        unknown.get(app_key).map(|read| (None, fresh(read)))
     }
 
     fn put(&self, app_key: &str, client: Option<Arc<Client>>) {
         if self.ttl.is_zero() {
             return;
         }
-        if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() >= MAX_ENTRIES && !entries.contains_key(app_key) {
-                entries.clear();
+        let now = Instant::now();
+        match client {
+            Some(client) => {
+                if let Ok(mut unknown) = self.unknown.lock() {
+                    unknown.remove(app_key);
+                }
+                if let Ok(mut known) = self.known.lock() {
+                    known.insert(app_key.to_owned(), (Some(client), now));
+                }
             }
-            entries.insert(app_key.to_owned(), (client, Instant::now()));
+            None => {
+                // A client deleted from the records is forgotten as known.
+                if let Ok(mut known) = self.known.lock() {
+                    known.remove(app_key);
+                }
+                if let Ok(mut unknown) = self.unknown.lock() {
+                    if unknown.len() >= MAX_UNKNOWN && !unknown.contains_key(app_key) {
+                        unknown.clear();
+                    }
+                    unknown.insert(app_key.to_owned(), now);
+                }
+            }
+        }
+    }
+
+    /// Forgets a client (this instance changed it): the next call reads the records.
+    pub fn forget(&self, app_key: &str) {
+        if let Ok(mut known) = self.known.lock() {
+            known.remove(app_key);
+        }
+        if let Ok(mut unknown) = self.unknown.lock() {
+            unknown.remove(app_key);
         }
     }
 }
 
-impl<T, R: RecordStore> Engine<T, R> {
+impl<T: Counters, R: RecordStore> Engine<T, R> {
+    /// The enabled client with this app_key (1002 otherwise), as `cached_client` finds it.
+    pub(crate) async fn client(&self, appid: &str, from: IpAddr) -> Result<Arc<Client>, DomainError> {
+        match self.cached_client(appid, from).await? {
+            Some(c) if !c.disabled => Ok(c),
+            _ => Err(DomainError::UnknownClient),
+        }
+    }
+
     /// The client with this app_key as of at most `client_cache` ago; the last copy read
-    /// when the records cannot be read now.
+    /// when the records cannot be read now. An app key never seen costs `from`'s network
+    /// one lookup of its budget (refused past it, before any query).
     pub(crate) async fn cached_client(
         &self,
         app_key: &str,
+        from: IpAddr,
     ) -> Result<Option<Arc<Client>>, DomainError> {
         let cached = self.clients.get(app_key);
-        if let Some((client, true)) = cached {
-            return Ok(client);
+        match &cached {
+            Some((client, true)) => return Ok(client.clone()),
+            // Never seen, or known not to exist: a query only within the budget.
+            None | Some((None, false)) => self.unknown_clients_exhausted(from).await?,
+            Some((Some(_), false)) => {}
         }
         match self.records.client(app_key).await {
             Ok(client) => {
                 let client = client.map(Arc::new);
                 self.clients.put(app_key, client.clone());
+                if client.is_none() {
+                    self.count_unknown_client(from).await?;
+                }
                 Ok(client)
             }
             Err(e) => match cached {

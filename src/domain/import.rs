@@ -184,6 +184,7 @@ fn convert(
                     // names no token (revoking the pair revokes the refresh token alone).
                     access: TokenHash::of(&format!("legacy-refresh:{}", hash.encode())),
                     family: FamilyId::random(),
+                    client_only: false,
                 },
             })
         }

@@ -98,6 +98,10 @@ pub enum DomainError {
     AlreadyExists,
     #[error("not found")]
     NotFound,
+    /// A name the database matches to an account spelt otherwise (beyond ASCII case):
+    /// refused rather than taken as that account (the CLI names it).
+    #[error("no account is spelt so; the database matches it to the account `{stored}`: give that spelling")]
+    OtherSpelling { stored: String },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -149,6 +153,7 @@ impl DomainError {
             DomainError::InvalidClient => "invalid_client",
             DomainError::AlreadyExists => "already_exists",
             DomainError::NotFound => "not_found",
+            DomainError::OtherSpelling { .. } => "other_spelling",
             DomainError::Store(_) => "store_error",
             DomainError::Password(_) => "internal",
             DomainError::CodeTooSoon { .. } => "code_too_soon",
@@ -204,14 +209,14 @@ impl<T: TokenStore + Revocation, R: RecordStore> Engine<T, R> {
     }
 
     /// Creates and stores a new pair for a user of a client. `family` is the login the
-    /// pair descends from (`None`: a new login); without `with_refresh` only an access
-    /// token is issued (client_credentials).
+    /// pair descends from (`None`: a new login); `refresh` says whether a refresh token
+    /// is issued with it, and who may redeem it.
     pub(crate) async fn issue(
         &self,
         route: &'static str,
         grant: Grant<'_>,
         family: Option<FamilyId>,
-        with_refresh: bool,
+        refresh: Refresh,
     ) -> Result<Issued, DomainError> {
         let lifetime = grant.lifetime.max(1);
         let now = crate::clock::unix_now();
@@ -225,7 +230,7 @@ impl<T: TokenStore + Revocation, R: RecordStore> Engine<T, R> {
         };
         let access_hash = TokenHash::of(&access_token);
         let family = family.unwrap_or_else(FamilyId::random);
-        let refresh_token = with_refresh.then(token::generate);
+        let refresh_token = (refresh != Refresh::None).then(token::generate);
         let refresh = refresh_token.as_ref().map(|t| {
             let record = RefreshRecord {
                 grant: AccessRecord {
@@ -234,6 +239,7 @@ impl<T: TokenStore + Revocation, R: RecordStore> Engine<T, R> {
                 },
                 access: access_hash,
                 family,
+                client_only: refresh == Refresh::ClientOnly,
             };
             (TokenHash::of(t), record)
         });
@@ -261,6 +267,28 @@ impl<T: TokenStore + Revocation, R: RecordStore> Engine<T, R> {
             expire_time: lifetime,
             username: grant.username.to_owned(),
         })
+    }
+}
+
+/// Whether a new pair has a refresh token, and who may redeem it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refresh {
+    /// An access token alone (client_credentials).
+    None,
+    /// Redeemed by whoever holds it (`refresh_token`, as the original).
+    Open,
+    /// Redeemed only at `/oauth2/token` with the client's credentials (RFC 6749 §6).
+    ClientOnly,
+}
+
+impl Refresh {
+    /// The kind of refresh token a pair refreshed from `record` gets: its own.
+    pub(crate) fn of(record: &RefreshRecord) -> Self {
+        if record.client_only {
+            Refresh::ClientOnly
+        } else {
+            Refresh::Open
+        }
     }
 }
 

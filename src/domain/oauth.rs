@@ -2,9 +2,10 @@
 //! app_secret: password, refresh_token (the same single-use rotation) and
 //! client_credentials (a token for the client itself, no refresh token).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::{DomainError, Engine, Grant, Issued};
+use super::{DomainError, Engine, Grant, Issued, Refresh};
 use crate::store::{Client, Counters, RecordStore, Revocation, TokenHash, TokenStore};
 
 /// The username of client_credentials tokens: the client itself, marked so it never
@@ -14,13 +15,15 @@ pub fn client_subject(app_key: &str) -> String {
 }
 
 impl<T: TokenStore + Revocation + Counters, R: RecordStore> Engine<T, R> {
-    /// The enabled, unexpired client whose secret this is (`InvalidClient` otherwise).
+    /// The enabled, unexpired client whose secret this is (`InvalidClient` otherwise);
+    /// `from` is where the request came from (the budget of unknown app keys).
     pub async fn authenticate_client(
         &self,
         app_key: &str,
         secret: &str,
+        from: IpAddr,
     ) -> Result<Arc<Client>, DomainError> {
-        let client = match self.cached_client(app_key).await? {
+        let client = match self.cached_client(app_key, from).await? {
             Some(c) if !c.disabled => c,
             _ => return Err(DomainError::InvalidClient),
         };
@@ -55,7 +58,8 @@ impl<T: TokenStore + Revocation + Counters, R: RecordStore> Engine<T, R> {
                 token_type: "oauth2",
                 lifetime: Self::lifetime(client),
             };
-            self.issue("oauth2_password", grant, None, true).await
+            self.issue("oauth2_password", grant, None, Refresh::ClientOnly)
+                .await
         }
         .await;
         if let Err(e) = &result {
@@ -83,7 +87,7 @@ impl<T: TokenStore + Revocation + Counters, R: RecordStore> Engine<T, R> {
             token_type: "client_credentials",
             lifetime: Self::lifetime(client),
         };
-        self.issue("oauth2_client_credentials", grant, None, false)
+        self.issue("oauth2_client_credentials", grant, None, Refresh::None)
             .await
     }
 }

@@ -1,8 +1,10 @@
 //! get_userinfo and update_userinfo: a user's profile (nickname, avatar URL) and the
 //! facts of the registration.
+use std::net::IpAddr;
+
 use super::verify::username_ok;
 use super::{required, DomainError, Engine};
-use crate::store::{Profile, RecordStore, TokenStore};
+use crate::store::{Counters, Profile, RecordStore};
 
 /// A nickname: 1 to 32 characters, none of them a control character.
 const MAX_NICKNAME: usize = 32;
@@ -10,7 +12,7 @@ const MAX_NICKNAME: usize = 32;
 const MAX_HEADURL: usize = 255;
 
 /// An update_userinfo request as it arrived.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ProfileUpdate<'a> {
     pub account: Option<&'a str>,
     pub nickname: Option<&'a str>,
@@ -18,6 +20,8 @@ pub struct ProfileUpdate<'a> {
     pub headurl: Option<&'a str>,
     pub appid: Option<&'a str>,
     pub signature: Option<&'a str>,
+    /// Where it came from (the budget of unknown app keys).
+    pub client_ip: IpAddr,
 }
 
 fn nickname_ok(nickname: &str) -> Result<(), DomainError> {
@@ -43,22 +47,29 @@ fn headurl_ok(headurl: &str) -> Result<(), DomainError> {
     Ok(())
 }
 
-impl<T: TokenStore, R: RecordStore> Engine<T, R> {
-    /// get_userinfo: signed with account + appid; a missing account is 1006.
+impl<T: Counters, R: RecordStore> Engine<T, R> {
+    /// get_userinfo: signed with account + appid; a missing account is 1006, and so is a
+    /// name that is no account's own spelling.
     pub async fn user_info(
         &self,
         account: Option<&str>,
         appid: Option<&str>,
         signature: Option<&str>,
+        from: IpAddr,
     ) -> Result<Profile, DomainError> {
         let account = required(account, "account")?;
         let appid = required(appid, "appid")?;
         let signature = required(signature, "signature")?;
         username_ok(account)?;
-        self.signed_client(appid, &[account, appid], signature)
+        self.signed_client(appid, from, &[account, appid], signature)
             .await?;
+        let user = self
+            .find_user(account)
+            .await?
+            .same()
+            .ok_or(DomainError::NotFound)?;
         self.records
-            .profile(account)
+            .profile(&user.account)
             .await?
             .ok_or(DomainError::NotFound)
     }
@@ -73,11 +84,21 @@ impl<T: TokenStore, R: RecordStore> Engine<T, R> {
         username_ok(account)?;
         nickname_ok(nickname)?;
         headurl_ok(headurl)?;
-        self.signed_client(appid, &[account, nickname, headurl, appid], signature)
-            .await?;
+        self.signed_client(
+            appid,
+            update.client_ip,
+            &[account, nickname, headurl, appid],
+            signature,
+        )
+        .await?;
+        let user = self
+            .find_user(account)
+            .await?
+            .same()
+            .ok_or(DomainError::NotFound)?;
         if !self
             .records
-            .update_profile(account, nickname, headurl)
+            .update_profile(&user.account, nickname, headurl)
             .await?
         {
             return Err(DomainError::NotFound);

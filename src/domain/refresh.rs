@@ -1,7 +1,7 @@
 //! refresh_token: a refresh token is single-use; the first caller wins atomically and
 //! gets a new pair with the same user, client, token type and lifetime. Presenting it
 //! again revokes every pair of the login it descends from. No SQL.
-use super::{required, DomainError, Engine, Grant, Issued};
+use super::{required, DomainError, Engine, Grant, Issued, Refresh};
 use crate::store::{RecordStore, RefreshState, Revocation, TokenHash, TokenStore};
 use crate::telemetry;
 
@@ -37,8 +37,13 @@ impl<T: TokenStore + Revocation, R: RecordStore> Engine<T, R> {
                 _ => return Err(DomainError::InvalidToken),
             }
         }
-        let record = match self.tokens.take_refresh(hash).await? {
+        let record = match self.tokens.take_refresh(hash, client.is_some()).await? {
             None => return Err(DomainError::InvalidToken),
+            // A client's token presented without its credentials: refused, and left
+            // unused for its client.
+            Some(RefreshState::Live(r)) if r.client_only && client.is_none() => {
+                return Err(DomainError::InvalidToken)
+            }
             Some(RefreshState::Used(r)) => {
                 let revoked = self
                     .tokens
@@ -65,7 +70,12 @@ impl<T: TokenStore + Revocation, R: RecordStore> Engine<T, R> {
             token_type: &g.token_type,
             lifetime: g.lifetime,
         };
-        self.issue("refresh_token", grant, Some(record.family), true)
+        self.issue(
+            "refresh_token",
+            grant,
+            Some(record.family),
+            Refresh::of(&record),
+        )
             .await
     }
 }

@@ -1,12 +1,15 @@
 //! check_user and doaction: sign-up (`flag` 1) and password change (`flag` 2), with the
 //! verification code when the client forces codes (`strict_verify` 1).
+use std::net::IpAddr;
+
+use super::account::{self, new_name_ok, Found};
 use super::delivery::Purpose;
-use super::verify::{purpose, username_ok};
-use super::{account, required, DomainError, Engine};
+use super::verify::{purpose, username_ok, CodeOwner};
+use super::{required, DomainError, Engine};
 use crate::store::{NewUser, RecordStore, StoreError, TokenBackend};
 
 /// A doaction request as it arrived (every field still text).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Action<'a> {
     pub username: Option<&'a str>,
     pub password: Option<&'a str>,
@@ -17,19 +20,21 @@ pub struct Action<'a> {
     pub bundleid: Option<&'a str>,
     pub appid: Option<&'a str>,
     pub signature: Option<&'a str>,
-    /// Where the request came from, kept as `reg_ip` of a new account.
-    pub client_ip: String,
+    /// Where the request came from: kept as `reg_ip` of a new account; the network whose
+    /// code is checked.
+    pub client_ip: IpAddr,
 }
 
 /// The widest `bundle_id` the account table holds.
 const MAX_BUNDLE_ID: usize = 128;
 
 impl<T: TokenBackend, R: RecordStore> Engine<T, R> {
-    /// check_user: whether an account of that name exists.
+    /// check_user: whether the name is taken (an account holds it or a look-alike of it:
+    /// a sign-up of it would be refused).
     pub async fn check_user(&self, username: Option<&str>) -> Result<bool, DomainError> {
         let username = required(username, "username")?;
         username_ok(username)?;
-        Ok(self.records.user(username).await?.is_some())
+        Ok(self.find_user(username).await?.taken())
     }
 
     /// doaction: registers a user or sets a new password (which, as `set_password`,
@@ -53,23 +58,34 @@ impl<T: TokenBackend, R: RecordStore> Engine<T, R> {
         let client = self
             .signed_client(
                 appid,
+                action.client_ip,
                 &[username, password, verify, flag, bundleid, appid],
                 signature,
             )
             .await?;
 
-        // Sign-up of an existing user (1012), password change of a missing one (1018).
-        let user = self.records.user(username).await?;
-        match (purpose, &user) {
-            (Purpose::Register, Some(_)) => return Err(DomainError::AlreadyExists),
-            (Purpose::ResetPassword, None) => return Err(DomainError::UserMissing),
-            _ => {}
-        }
+        // Sign-up of a taken name (1012: a look-alike of an account too), password change
+        // of a name that is no account's own spelling (1018).
+        let net = self.net(action.client_ip);
+        let (user, owner) = match (purpose, self.find_user(username).await?) {
+            (Purpose::Register, found) if found.taken() => {
+                return Err(DomainError::AlreadyExists)
+            }
+            (Purpose::Register, _) => {
+                new_name_ok(username)?;
+                (None, CodeOwner::new_name(username, net))
+            }
+            (Purpose::ResetPassword, Found::Same(user)) => {
+                let owner = CodeOwner::account(&user.account, net);
+                (Some(user), owner)
+            }
+            (Purpose::ResetPassword, _) => return Err(DomainError::UserMissing),
+        };
 
         // The code (1017), unless the client ignores codes.
         let forced = client.strict_verify != 2;
         if forced {
-            self.check_code(purpose, username, verify).await?;
+            self.check_code(purpose, &owner, verify).await?;
         }
 
         match user {
@@ -79,7 +95,7 @@ impl<T: TokenBackend, R: RecordStore> Engine<T, R> {
                     password_hash: self.passwords.hash(password).await?,
                     account_type: account::account_type(username),
                     app_key: client.app_key.clone(),
-                    reg_ip: action.client_ip.clone(),
+                    reg_ip: action.client_ip.to_string(),
                     bundle_id: bundleid.to_owned(),
                 };
                 self.records.create_user(&new).await.map_err(|e| match e {
@@ -97,7 +113,7 @@ impl<T: TokenBackend, R: RecordStore> Engine<T, R> {
         }
 
         if forced {
-            self.consume_code(purpose, username).await?;
+            self.consume_code(purpose, &owner).await?;
         }
         Ok(())
     }

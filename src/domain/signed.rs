@@ -2,18 +2,23 @@
 //! has not expired (3), and signed the request (1003). Their requests carry no `time`,
 //! so there is no freshness or replay check.
 
-use super::{sign, DomainError, Engine};
-use crate::store::{Client, RecordStore};
+use std::net::IpAddr;
+use std::sync::Arc;
 
-impl<T, R: RecordStore> Engine<T, R> {
-    /// The client `appid`, once `signature` is found to be MD5(parts… + its secret).
+use super::{sign, DomainError, Engine};
+use crate::store::{Client, Counters, RecordStore};
+
+impl<T: Counters, R: RecordStore> Engine<T, R> {
+    /// The client `appid`, once `signature` is found to be MD5(parts… + its secret);
+    /// `from` is where the request came from (the budget of unknown app keys).
     pub(crate) async fn signed_client(
         &self,
         appid: &str,
+        from: IpAddr,
         parts: &[&str],
         signature: &str,
-    ) -> Result<Client, DomainError> {
-        let client = self.client(appid).await?;
+    ) -> Result<Arc<Client>, DomainError> {
+        let client = self.client(appid, from).await?;
         if client
             .expire_time
             .is_some_and(|t| t <= crate::clock::utc_now())

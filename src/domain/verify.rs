@@ -1,10 +1,19 @@
-//! get_verify and verification codes: six digits from a CSPRNG, kept in the token store
-//! per username and purpose for `code_ttl` seconds, sent at most once per
-//! `code_resend` seconds to a username, void after `code_attempts` wrong guesses, used
-//! up by the action they allow.
+//! get_verify and verification codes: six digits from a CSPRNG, for an account's stored
+//! spelling (or a new name), kept in the token store for `code_ttl` seconds.
+//!
+//! A code belongs to the client network that asked for it: only guesses from that network
+//! are checked against it, so a stranger's wrong guesses can never void the owner's code
+//! nor spend the owner's budget. Each network may have a name's code sent once per
+//! `code_resend` seconds and guess `code_guesses_per_hour` times an hour (a new code does
+//! not reset it); a code is void after `code_attempts` wrong guesses; a name gets at
+//! most `code_sends_per_hour` codes an hour from everyone together, and names without an
+//! account (sign-ups) at most `code_sends_new_per_ip` per network and
+//! `code_sends_new_total` in all. A code is used up by the action it allows.
+use std::net::IpAddr;
+
 use rand::Rng;
 
-use super::account;
+use super::account::{self, new_name_ok, unknown_name_key, Found};
 use super::delivery::{Channel, CodeMessage, Purpose};
 use super::{required, DomainError, Engine};
 use crate::secret::Secret;
@@ -12,7 +21,7 @@ use crate::store::tokens::keys;
 use crate::store::{Codes, Counters, RecordStore};
 
 /// A get_verify request as it arrived (every field still text).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct VerifyRequest<'a> {
     /// The language of the message to the user (`cn`, `en`…), passed to the delivery.
     pub lg: Option<&'a str>,
@@ -23,6 +32,8 @@ pub struct VerifyRequest<'a> {
     pub smsflag: Option<&'a str>,
     pub appid: Option<&'a str>,
     pub signature: Option<&'a str>,
+    /// Where it came from: the network the code belongs to.
+    pub client_ip: IpAddr,
 }
 
 /// The longest username the account table holds.
@@ -65,16 +76,44 @@ fn new_code() -> Secret {
     Secret::new(format!("{:06}", rand::rng().random_range(0..1_000_000u32)))
 }
 
-fn code_name(purpose: Purpose, username: &str) -> String {
-    keys::code(purpose.as_str(), username)
+/// Whom a code is for: the account's stored spelling, or the name of a sign-up, and the
+/// client network that asked.
+#[derive(Debug, Clone)]
+pub(crate) struct CodeOwner {
+    /// The name the code is delivered to and kept under.
+    pub name: String,
+    /// Whether an account holds the name (a password change) or not (a sign-up).
+    pub has_account: bool,
+    /// The client network that asked for the code, or guesses it.
+    pub net: String,
 }
 
-fn attempts_counter(purpose: Purpose, username: &str) -> String {
-    keys::code_attempts(purpose.as_str(), username)
-}
+impl CodeOwner {
+    /// The owner of a sign-up code: the name as typed, its ASCII case folded.
+    pub fn new_name(typed: &str, net: String) -> Self {
+        Self {
+            name: unknown_name_key(typed),
+            has_account: false,
+            net,
+        }
+    }
 
-fn resend_lock(username: &str) -> String {
-    keys::resend_lock(username)
+    /// The owner of an account's code: its stored spelling.
+    pub fn account(stored: &str, net: String) -> Self {
+        Self {
+            name: stored.to_owned(),
+            has_account: true,
+            net,
+        }
+    }
+
+    fn code(&self, purpose: Purpose) -> String {
+        keys::code(purpose.as_str(), &self.name, &self.net)
+    }
+
+    fn attempts(&self, purpose: Purpose) -> String {
+        keys::code_attempts(purpose.as_str(), &self.name, &self.net)
+    }
 }
 
 impl<T: Counters + Codes, R: RecordStore> Engine<T, R> {
@@ -100,83 +139,115 @@ impl<T: Counters + Codes, R: RecordStore> Engine<T, R> {
 
         // Client (1002), expiry (3), signature (1003).
         let client = self
-            .signed_client(appid, &[lg, username, flag, smsflag, appid], signature)
+            .signed_client(
+                appid,
+                req.client_ip,
+                &[lg, username, flag, smsflag, appid],
+                signature,
+            )
             .await?;
 
-        // Sign-up of an existing user (1012), password change of a missing one (1004).
-        let exists = self.records.user(username).await?.is_some();
-        match purpose {
-            Purpose::Register if exists => return Err(DomainError::AlreadyExists),
-            Purpose::ResetPassword if !exists => return Err(DomainError::BadCredentials),
-            _ => {}
-        }
+        // Sign-up of a taken name (1012: a look-alike of an account too), password change
+        // of a name that is no account's own spelling (1004).
+        let net = self.net(req.client_ip);
+        let owner = match (purpose, self.find_user(username).await?) {
+            (Purpose::Register, found) if found.taken() => {
+                return Err(DomainError::AlreadyExists)
+            }
+            (Purpose::Register, _) => {
+                new_name_ok(username)?;
+                CodeOwner::new_name(username, net)
+            }
+            (Purpose::ResetPassword, Found::Same(user)) => CodeOwner::account(&user.account, net),
+            (Purpose::ResetPassword, _) => return Err(DomainError::BadCredentials),
+        };
         // A client that ignores codes signs users up without one.
         if purpose == Purpose::Register && client.strict_verify == 2 {
             return Ok(());
         }
 
-        let channel = channel(username, smsflag)?;
-        self.send_code(channel, purpose, username, lg, appid).await
+        // Delivered to the account's own spelling, never to the name as typed.
+        let to = match owner.has_account {
+            true => owner.name.clone(),
+            false => username.to_owned(),
+        };
+        let channel = channel(&to, smsflag)?;
+        self.send_code(channel, purpose, &owner, &to, lg, appid)
+            .await
     }
 
-    /// Takes the resend lock, delivers a fresh code and stores it. A failed delivery
-    /// gives the lock back, so the user may ask again at once.
+    /// Takes the resend lock of the asking network and a send of the hourly budgets,
+    /// delivers a fresh code to `to` and stores it for its owner. A failed delivery gives
+    /// the lock back, so the user may ask again at once (the send stays counted).
     async fn send_code(
         &self,
         channel: Channel,
         purpose: Purpose,
-        username: &str,
+        owner: &CodeOwner,
+        to: &str,
         lang: &str,
         app_key: &str,
     ) -> Result<(), DomainError> {
         let limits = &self.rules.limits;
-        let lock = resend_lock(username);
+        let lock = keys::resend_lock(&owner.name, &owner.net);
         if let Some(retry_after) = self.tokens.lock(&lock, limits.code_resend).await? {
             return Err(DomainError::CodeTooSoon { retry_after });
+        }
+        let counted = self
+            .count_code_send(&owner.name, &owner.net, owner.has_account)
+            .await;
+        if let Err(e) = counted {
+            self.release(&lock, &owner.name).await;
+            return Err(e);
         }
         let code = new_code();
         let message = CodeMessage {
             channel,
-            to: username,
+            to,
             code: &code,
             purpose,
             lang,
             app_key,
         };
         if let Err(source) = self.delivery.deliver(&message).await {
-            if let Err(e) = self.tokens.unlock(&lock).await {
-                tracing::warn!(error = %e, username, "could not release the resend lock");
-            }
+            self.release(&lock, &owner.name).await;
             return Err(DomainError::Delivery { channel, source });
         }
-        // A new code starts with a clean count of wrong guesses.
+        // A new code starts with a clean count of wrong guesses (the hourly budget of the
+        // network stays).
+        self.tokens.clear(&owner.attempts(purpose)).await?;
         self.tokens
-            .clear(&attempts_counter(purpose, username))
+            .put_code(&owner.code(purpose), &code, limits.code_ttl)
             .await?;
-        self.tokens
-            .put_code(&code_name(purpose, username), &code, limits.code_ttl)
-            .await?;
-        tracing::info!(username, %channel, purpose = purpose.as_str(), app_key, "verification code sent");
+        tracing::info!(username = owner.name, %channel, purpose = purpose.as_str(), app_key, "verification code sent");
         Ok(())
     }
 
-    /// Checks a code without using it up (1017 when missing, wrong, expired or void).
-    /// Every guess counts, before the comparison, so that concurrent guesses cannot
-    /// exceed the limit; the guess that reaches it voids the code.
+    async fn release(&self, lock: &str, name: &str) {
+        if let Err(e) = self.tokens.unlock(lock).await {
+            tracing::warn!(error = %e, username = name, "could not release the resend lock");
+        }
+    }
+
+    /// Checks a code of `owner`'s network without using it up (1017 when missing, wrong,
+    /// expired or void; 405 past the network's hourly budget). Every guess counts, before
+    /// the comparison, so that concurrent guesses cannot exceed either limit; the guess
+    /// that reaches the code's limit voids it.
     pub(crate) async fn check_code(
         &self,
         purpose: Purpose,
-        username: &str,
+        owner: &CodeOwner,
         given: &str,
     ) -> Result<(), DomainError> {
         if given.is_empty() {
             return Err(DomainError::WrongCode);
         }
+        self.count_code_guess(&owner.name, &owner.net).await?;
         let limits = &self.rules.limits;
-        let name = code_name(purpose, username);
+        let name = owner.code(purpose);
         let attempts = self
             .tokens
-            .hit(&attempts_counter(purpose, username), limits.code_ttl)
+            .hit(&owner.attempts(purpose), limits.code_ttl)
             .await?;
         if attempts.count > limits.code_attempts {
             self.tokens.take_code(&name).await?;
@@ -189,7 +260,7 @@ impl<T: Counters + Codes, R: RecordStore> Engine<T, R> {
             if attempts.count >= limits.code_attempts {
                 self.tokens.take_code(&name).await?;
                 tracing::info!(
-                    username,
+                    username = owner.name,
                     "verification code void after too many wrong guesses"
                 );
             }
@@ -198,15 +269,17 @@ impl<T: Counters + Codes, R: RecordStore> Engine<T, R> {
         Ok(())
     }
 
-    /// Uses up a code after the action it allowed has succeeded.
+    /// Uses up a code after the action it allowed has succeeded; the network's guesses
+    /// at the name are forgotten.
     pub(crate) async fn consume_code(
         &self,
         purpose: Purpose,
-        username: &str,
+        owner: &CodeOwner,
     ) -> Result<(), DomainError> {
-        self.tokens.take_code(&code_name(purpose, username)).await?;
+        self.tokens.take_code(&owner.code(purpose)).await?;
+        self.tokens.clear(&owner.attempts(purpose)).await?;
         self.tokens
-            .clear(&attempts_counter(purpose, username))
+            .clear(&keys::code_guesses(&owner.name, &owner.net))
             .await?;
         Ok(())
     }

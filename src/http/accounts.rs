@@ -85,9 +85,10 @@ struct ProfileData<'a> {
 }
 
 pub async fn get_verify<T: TokenBackend, R: RecordStore>(req: &Request<'_, T, R>) -> Reply {
-    req.limit_ip(IpLimited::GetVerify).await?;
+    let ip = req.limit_ip(IpLimited::GetVerify).await?;
     let body: GetVerifyBody = req.parse()?;
     let request = VerifyRequest {
+        client_ip: ip,
         lg: text(&body.lg),
         username: text(&body.username),
         flag: text(&body.flag),
@@ -118,7 +119,7 @@ pub async fn doaction<T: TokenBackend, R: RecordStore>(req: &Request<'_, T, R>) 
         bundleid: text(&body.bundleid),
         appid: text(&body.appid),
         signature: text(&body.signature),
-        client_ip: ip.to_string(),
+        client_ip: ip,
     };
     req.engine().doaction(&action).await?;
     Ok(req.reply.done())
@@ -132,6 +133,7 @@ pub async fn get_userinfo<T: TokenBackend, R: RecordStore>(req: &Request<'_, T, 
             text(&body.account),
             text(&body.appid),
             text(&body.signature),
+            req.client_ip(),
         )
         .await?;
     Ok(req.reply.ok(ProfileData {
@@ -159,6 +161,7 @@ pub async fn get_userinfo<T: TokenBackend, R: RecordStore>(req: &Request<'_, T, 
 pub async fn update_userinfo<T: TokenBackend, R: RecordStore>(req: &Request<'_, T, R>) -> Reply {
     let body: UpdateUserinfoBody = req.parse()?;
     let update = ProfileUpdate {
+        client_ip: req.client_ip(),
         account: text(&body.account),
         nickname: text(&body.nickname),
         headurl: text(&body.headurl),

@@ -135,7 +135,9 @@ pub fn domain_answer(e: &DomainError) -> Answer {
         D::AlreadyExists | D::Store(StoreError::Conflict) => {
             Answer::of(C::UserExists, "invalid_request", 400, 401)
         }
-        D::NotFound => Answer::of(C::NotFound, "invalid_request", 400, 401),
+        D::NotFound | D::OtherSpelling { .. } => {
+            Answer::of(C::NotFound, "invalid_request", 400, 401)
+        }
         D::Store(StoreError::Unavailable { .. }) => {
             Answer::of(C::Maintenance, "temporarily_unavailable", 503, 503)
         }

@@ -37,6 +37,7 @@ pub use envelope::{Body, Lang};
 use error::ApiError;
 use routes::{GetRoute, PostRoute, Route};
 
+use crate::domain::limits::network;
 use crate::domain::Engine;
 use crate::store::{RecordStore, TokenBackend};
 
@@ -57,15 +58,17 @@ pub struct HttpSettings {
     pub forward_auth_cache_secs: u64,
     /// Open connections served at once; further ones wait in the listen backlog.
     pub max_connections: usize,
-    /// Connections one client address may hold (0: no limit): past it, a new one is
-    /// closed at once, so one client cannot take every slot.
+    /// Connections one client network (an IPv4 address, an IPv6 /64) may hold (0: no
+    /// limit): past it, a new one is closed at once, so one client cannot take every
+    /// slot.
     pub max_connections_per_ip: usize,
     /// How long a new connection has to send a complete request head.
     pub header_timeout: Duration,
     /// How long a keep-alive connection may wait for its next request head.
     pub idle_timeout: Duration,
-    /// Take the client IP from the first `X-Forwarded-For` hop (behind a trusted proxy).
-    pub trust_forwarded_for: bool,
+    /// The proxies whose `X-Forwarded-For` hops are believed (see `client_ip`); empty:
+    /// the TCP peer is the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl HttpSettings {
@@ -81,7 +84,7 @@ impl HttpSettings {
         // nginx's client_header_timeout and keepalive_timeout.
         header_timeout: Duration::from_secs(60),
         idle_timeout: Duration::from_secs(75),
-        trust_forwarded_for: false,
+        trusted_proxies: Vec::new(),
     };
 }
 
@@ -316,7 +319,9 @@ pub async fn serve<T: TokenBackend, R: RecordStore>(
             },
             () = &mut shutdown => break,
         };
-        let Some(admitted) = conns.admit(peer.ip()) else {
+        // One share per client network (an IPv6 client picks any address of its /64).
+        let network = network(peer.ip(), state.engine.rules.limits.ipv6_prefix);
+        let Some(admitted) = conns.admit(network) else {
             // Over its address's share: closed at once, the slot given back.
             crate::telemetry::connections_closed("ip_share", 1);
             continue;

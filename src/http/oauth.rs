@@ -132,7 +132,7 @@ async fn client<T: TokenBackend, R: RecordStore>(
         return Err(Failure(DomainError::InvalidClient, basic));
     };
     req.engine()
-        .authenticate_client(&id, &secret)
+        .authenticate_client(&id, &secret, req.client_ip())
         .await
         .map_err(|e| Failure(e, basic))
 }

@@ -105,7 +105,9 @@ pub async fn authorize<T: TokenBackend, R: RecordStore>(
     with_password: bool,
 ) -> Result<hyper::Response<super::Body>, ApiError> {
     let body: AuthorizeBody = req.parse()?;
+    let ip = req.client_ip();
     let login = Login {
+        client_ip: ip,
         appid: text(&body.appid),
         token_type: text(&body.token_type),
         username: text(&body.username),
@@ -117,7 +119,6 @@ pub async fn authorize<T: TokenBackend, R: RecordStore>(
         time: text(&body.time),
         signature: text(&body.token),
     };
-    let ip = req.client_ip();
     let result = async {
         // The per-IP limit guards password guessing; authorize_nopwd is a trusted
         // backend's.

@@ -441,7 +441,13 @@ fn help_documents_the_account_settings() {
         "TOKENCACHE_IP_LIMIT_GET_VERIFY",
         "TOKENCACHE_IP_LIMIT_CHECK_USER",
         "TOKENCACHE_IP_LIMIT_DOACTION",
-        "TOKENCACHE_TRUST_FORWARDED_FOR",
+        "TOKENCACHE_IP_LIMIT_UNKNOWN_CLIENTS",
+        "TOKENCACHE_IPV6_PREFIX",
+        "TOKENCACHE_TRUSTED_PROXIES",
+        "TOKENCACHE_CODE_GUESSES_PER_HOUR",
+        "TOKENCACHE_CODE_SENDS_PER_HOUR",
+        "TOKENCACHE_CODE_SENDS_NEW_PER_IP",
+        "TOKENCACHE_CODE_SENDS_NEW_TOTAL",
     ] {
         assert!(help.contains(env), "{env} missing from serve --help");
     }

@@ -153,12 +153,13 @@ on_both_stores! {
     }
 }
 
-// Behind a trusted proxy the first X-Forwarded-For hop is the client: for the limits
-// and for `reg_ip`.
+// Behind trusted proxies the rightmost X-Forwarded-For hop that is no trusted proxy is
+// the client: for the limits, for `reg_ip` and for the network a code belongs to.
 on_both_stores! {
-    async fn a_trusted_forwarded_for_names_the_client(backend: Backend) {
+    async fn the_rightmost_untrusted_forwarded_for_hop_names_the_client(backend: Backend) {
         let (app, hook) = spawn_with_webhook(backend, |s| {
-            s.http.trust_forwarded_for = true;
+            s.http.trusted_proxies =
+                vec!["127.0.0.1/32".parse().unwrap(), "10.0.0.0/8".parse().unwrap()];
             s.rules.limits.ip_check_user = 1;
         })
         .await;
@@ -174,8 +175,19 @@ on_both_stores! {
         let other = app.post_raw(path, &body, &from("203.0.113.2")).await;
         assert_eq!(other.status, StatusCode::OK, "{}", other.text);
 
+        // A forged leftmost hop changes nothing: the hop nginx appended counts.
+        let forged = app
+            .post_raw(path, &body, &from("198.51.100.99, 203.0.113.1"))
+            .await;
+        assert_fails(&forged.pair(), 429, 405);
+
         let user = "proxied@example.com";
-        assert_done(&app.get_verify(user, "1", "1").await.pair());
+        let ask = app.get_verify_body(user, "1", "1");
+        assert_done(
+            &app.post_raw("/api/v1/get_verify", &ask, &from("198.51.100.4"))
+                .await
+                .pair(),
+        );
         let code = hook.code_for(user);
         let action = app.doaction_body(user, "pw", &code, "1");
         assert_done(

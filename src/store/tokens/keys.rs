@@ -2,7 +2,6 @@
 //! prefix, a kind (the letters below) and a name: the layout README "How tokens are
 //! kept" shows. The domain names its counters, locks, codes and one-time values with the
 //! functions below, never with literals of its own.
-use std::net::IpAddr;
 
 /// The kinds of Redis keys: the letters after the prefix.
 pub(super) mod kind {
@@ -24,32 +23,61 @@ pub(super) mod kind {
     pub const IMPORT_MARK: &str = "m:";
 }
 
-// Usernames are folded to lower case in every name below: MariaDB's default collation
-// finds "Alice" as "alice", so case must not buy a second counter, lock or code.
+// A name below is an account's stored spelling (or, for a name without an account, the
+// name with its ASCII case folded): the domain resolves typed names first (see
+// `domain::account`), so no spelling buys a second counter, lock or code. A client
+// network (`net`) contains no `|`: it comes first, so no name can make two keys meet.
 
-/// The counter of a username's failed logins.
-pub fn login_failures(username: &str) -> String {
-    format!("login:{}", username.to_lowercase())
+/// The counter of an account's password checks (the login lockout).
+pub fn login_failures(name: &str) -> String {
+    format!("login:{name}")
 }
 
-/// The counter of requests from `ip` on a route with a per-IP limit.
-pub fn ip_requests(route: &str, ip: IpAddr) -> String {
-    format!("ip:{route}:{ip}")
+/// The counter of requests from a client network on a route with a per-network limit.
+pub fn ip_requests(route: &str, net: &str) -> String {
+    format!("ip:{route}:{net}")
 }
 
-/// A verification code of a username for a purpose (`register`, `reset_password`).
-pub fn code(purpose: &str, username: &str) -> String {
-    format!("{purpose}:{}", username.to_lowercase())
+/// The counter of lookups of app keys that do not exist, from a client network.
+pub fn unknown_clients(net: &str) -> String {
+    format!("unknown-client:{net}")
+}
+
+/// A verification code of a name for a purpose (`register`, `reset_password`), asked
+/// for from a client network: only guesses from that network are checked against it.
+pub fn code(purpose: &str, name: &str, net: &str) -> String {
+    format!("{purpose}:{net}|{name}")
 }
 
 /// The counter of wrong guesses of that code.
-pub fn code_attempts(purpose: &str, username: &str) -> String {
-    format!("code:{}", code(purpose, username))
+pub fn code_attempts(purpose: &str, name: &str, net: &str) -> String {
+    format!("code:{}", code(purpose, name, net))
 }
 
-/// The lock that keeps a username from getting codes too often (whatever the purpose).
-pub fn resend_lock(username: &str) -> String {
-    format!("resend:{}", username.to_lowercase())
+/// The counter of guesses at a name's codes from a client network (an hourly budget).
+pub fn code_guesses(name: &str, net: &str) -> String {
+    format!("guesses:{net}|{name}")
+}
+
+/// The counter of codes sent to a name (an hourly budget).
+pub fn code_sends(name: &str) -> String {
+    format!("sends:{name}")
+}
+
+/// The counter of codes sent to names without an account, asked for from a network.
+pub fn code_sends_new_from(net: &str) -> String {
+    format!("sends-new:{net}")
+}
+
+/// The counter of codes sent to names without an account, from anywhere.
+pub fn code_sends_new_total() -> String {
+    "sends-new".to_owned()
+}
+
+/// The lock that keeps a client network from getting codes for a name too often
+/// (whatever the purpose).
+pub fn resend_lock(name: &str, net: &str) -> String {
+    format!("resend:{net}|{name}")
 }
 
 /// A login signature of a client, recorded once to refuse a replay.
@@ -62,15 +90,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_fold_usernames_and_keep_the_layout() {
-        assert_eq!(login_failures("Alice"), "login:alice");
+    fn names_keep_the_layout() {
+        assert_eq!(login_failures("alice"), "login:alice");
         assert_eq!(
-            ip_requests("authorize", [10, 0, 0, 1].into()),
+            ip_requests("authorize", "10.0.0.1"),
             "ip:authorize:10.0.0.1"
         );
-        assert_eq!(code("register", "Bob@X.com"), "register:bob@x.com");
-        assert_eq!(code_attempts("register", "Bob"), "code:register:bob");
-        assert_eq!(resend_lock("Bob"), "resend:bob");
+        assert_eq!(
+            code("register", "bob@x.com", "2001:db8::/64"),
+            "register:2001:db8::/64|bob@x.com"
+        );
+        assert_eq!(
+            code_attempts("register", "bob", "10.0.0.1"),
+            "code:register:10.0.0.1|bob"
+        );
+        assert_eq!(resend_lock("bob", "10.0.0.1"), "resend:10.0.0.1|bob");
+        assert_eq!(code_guesses("bob", "10.0.0.1"), "guesses:10.0.0.1|bob");
         assert_eq!(login_signature("app", "ABCD"), "app:abcd");
     }
 }

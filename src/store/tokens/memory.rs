@@ -172,13 +172,21 @@ impl TokenStore for MemoryTokens {
         Ok(live(&self.guard().refresh, hash, Instant::now()))
     }
 
-    async fn take_refresh(&self, hash: &TokenHash) -> Result<Option<RefreshState>, StoreError> {
+    async fn take_refresh(
+        &self,
+        hash: &TokenHash,
+        by_client: bool,
+    ) -> Result<Option<RefreshState>, StoreError> {
         let now = Instant::now();
         let mut state = self.guard();
         let Some((entry, _)) = state.refresh.get_mut(hash).filter(|(_, u)| *u > now) else {
             return Ok(None);
         };
         let seen = entry.clone();
+        match &seen {
+            RefreshState::Live(record) if !record.client_only || by_client => {}
+            _ => return Ok(Some(seen)),
+        }
         if let RefreshState::Live(record) = &seen {
             // Kept, marked used, until it would have expired: a replay is recognised.
             *entry = RefreshState::Used(record.clone());

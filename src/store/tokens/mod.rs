@@ -106,6 +106,9 @@ pub struct RefreshRecord {
     /// The hash of the access token issued in the same pair (for revoking the pair).
     pub access: TokenHash,
     pub family: FamilyId,
+    /// Issued to a client at `/oauth2/token`: redeemed only there, with the client's
+    /// credentials (RFC 6749 section 6), never at the legacy `refresh_token`.
+    pub client_only: bool,
 }
 
 /// A refresh token as the store holds it.
@@ -160,10 +163,13 @@ pub trait TokenStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<RefreshState>, StoreError>> + Send;
 
     /// Uses a refresh token atomically: of concurrent callers with the same hash, exactly
-    /// one gets `Live`; it is marked used, and later callers get `Used`.
+    /// one gets `Live`; it is marked used, and later callers get `Used`. A `client_only`
+    /// token is used only by a caller that authenticated its client (`by_client`); any
+    /// other gets it `Live` and unused, to refuse.
     fn take_refresh(
         &self,
         hash: &TokenHash,
+        by_client: bool,
     ) -> impl Future<Output = Result<Option<RefreshState>, StoreError>> + Send;
 
     /// Checks that the store answers (readiness).
@@ -294,8 +300,12 @@ impl TokenStore for Tokens {
     async fn refresh(&self, hash: &TokenHash) -> Result<Option<RefreshState>, StoreError> {
         dispatch!(self, s => s.refresh(hash))
     }
-    async fn take_refresh(&self, hash: &TokenHash) -> Result<Option<RefreshState>, StoreError> {
-        dispatch!(self, s => s.take_refresh(hash))
+    async fn take_refresh(
+        &self,
+        hash: &TokenHash,
+        by_client: bool,
+    ) -> Result<Option<RefreshState>, StoreError> {
+        dispatch!(self, s => s.take_refresh(hash, by_client))
     }
 }
 

@@ -7,6 +7,8 @@
 //! | 0 | access: `expires`, `lifetime`, `app_key`, `token_type`, `username` |
 //! | 1 | refresh: the same, then the access hash (16 bytes) and the family (6 bytes) |
 //! | 2 | used refresh (a tombstone): a refresh value with its first byte set to 2 |
+//! | 3 | refresh of a client (`/oauth2/token`): redeemed only with the client's credentials |
+//! | 4 | used refresh of a client: a value of kind 3 with its first byte set to 4 |
 //!
 //! Short values are most of what a token costs Redis: an access value of at most 28
 //! bytes (short names: 24 to 28) fits Redis's smallest string object, 104 bytes of
@@ -22,6 +24,10 @@ use crate::store::{AccessRecord, FamilyId, RefreshRecord, RefreshState, TokenHas
 pub const LIVE_REFRESH: u8 = 1;
 /// The first byte of a used refresh value.
 pub const USED_REFRESH: u8 = 2;
+/// The first byte of a live refresh value that only its client may redeem.
+pub const LIVE_CLIENT_REFRESH: u8 = 3;
+/// The first byte of such a value, used.
+pub const USED_CLIENT_REFRESH: u8 = 4;
 
 #[derive(Serialize, Deserialize)]
 struct Grant<'a> {
@@ -48,6 +54,10 @@ enum Stored<'a> {
     Refresh(Pair<'a>),
     #[serde(borrow)]
     UsedRefresh(Pair<'a>),
+    #[serde(borrow)]
+    ClientRefresh(Pair<'a>),
+    #[serde(borrow)]
+    UsedClientRefresh(Pair<'a>),
 }
 
 impl<'a> Grant<'a> {
@@ -73,11 +83,12 @@ impl<'a> Grant<'a> {
 }
 
 impl Pair<'_> {
-    fn record(&self) -> RefreshRecord {
+    fn record(&self, client_only: bool) -> RefreshRecord {
         RefreshRecord {
             grant: self.grant.record(),
             access: TokenHash(self.access),
             family: FamilyId(self.family),
+            client_only,
         }
     }
 }
@@ -100,11 +111,16 @@ pub fn encode_access(r: &AccessRecord) -> Vec<u8> {
 }
 
 pub fn encode_refresh(r: &RefreshRecord) -> Vec<u8> {
-    encode(&Stored::Refresh(Pair {
+    let pair = Pair {
         grant: Grant::of(&r.grant),
         access: r.access.0,
         family: r.family.0,
-    }))
+    };
+    encode(&if r.client_only {
+        Stored::ClientRefresh(pair)
+    } else {
+        Stored::Refresh(pair)
+    })
 }
 
 pub fn decode_access(bytes: &[u8]) -> Option<AccessRecord> {
@@ -117,8 +133,10 @@ pub fn decode_access(bytes: &[u8]) -> Option<AccessRecord> {
 /// A refresh value, live or used.
 pub fn decode_refresh_state(bytes: &[u8]) -> Option<RefreshState> {
     match decode(bytes)? {
-        Stored::Refresh(p) => Some(RefreshState::Live(p.record())),
-        Stored::UsedRefresh(p) => Some(RefreshState::Used(p.record())),
+        Stored::Refresh(p) => Some(RefreshState::Live(p.record(false))),
+        Stored::UsedRefresh(p) => Some(RefreshState::Used(p.record(false))),
+        Stored::ClientRefresh(p) => Some(RefreshState::Live(p.record(true))),
+        Stored::UsedClientRefresh(p) => Some(RefreshState::Used(p.record(true))),
         Stored::Access(_) => None,
     }
 }
@@ -142,13 +160,17 @@ mod tests {
             grant: r,
             access: TokenHash([7; 16]),
             family: FamilyId([1, 2, 3, 4, 5, 6]),
+            client_only: false,
         }
     }
 
     /// What the Lua script does to a refresh value it spends.
     fn spent(mut bytes: Vec<u8>) -> Vec<u8> {
-        assert_eq!(bytes[0], LIVE_REFRESH);
-        bytes[0] = USED_REFRESH;
+        bytes[0] = match bytes[0] {
+            LIVE_REFRESH => USED_REFRESH,
+            LIVE_CLIENT_REFRESH => USED_CLIENT_REFRESH,
+            other => panic!("not a live refresh value: {other}"),
+        };
         bytes
     }
 
@@ -162,16 +184,21 @@ mod tests {
         ] {
             let r = record(a, t, u);
             assert_eq!(decode_access(&encode_access(&r)), Some(r.clone()));
-            let refresh = refresh(r);
-            let bytes = encode_refresh(&refresh);
-            assert_eq!(
-                decode_refresh_state(&bytes),
-                Some(RefreshState::Live(refresh.clone()))
-            );
-            assert_eq!(
-                decode_refresh_state(&spent(bytes)),
-                Some(RefreshState::Used(refresh))
-            );
+            for client_only in [false, true] {
+                let refresh = RefreshRecord {
+                    client_only,
+                    ..refresh(r.clone())
+                };
+                let bytes = encode_refresh(&refresh);
+                assert_eq!(
+                    decode_refresh_state(&bytes),
+                    Some(RefreshState::Live(refresh.clone()))
+                );
+                assert_eq!(
+                    decode_refresh_state(&spent(bytes)),
+                    Some(RefreshState::Used(refresh))
+                );
+            }
         }
     }
 
@@ -187,6 +214,12 @@ mod tests {
         assert_eq!(&bytes[..1], [LIVE_REFRESH]);
         assert_eq!(&bytes[bytes.len() - 22..bytes.len() - 6], [7; 16]);
         assert_eq!(&bytes[bytes.len() - 6..], [1, 2, 3, 4, 5, 6]);
+        let client = RefreshRecord {
+            client_only: true,
+            ..refresh(record("a", "t", "u"))
+        };
+        assert_eq!(encode_refresh(&client)[0], LIVE_CLIENT_REFRESH);
+        assert_eq!(encode_refresh(&client)[1..], bytes[1..]);
         // A bench-sized access value stays under Redis's 28-byte step.
         assert!(encode_access(&record("bench", "bench", "bench99")).len() <= 28);
     }

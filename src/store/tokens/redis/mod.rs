@@ -309,19 +309,28 @@ fn corrupt(what: &'static str) -> StoreError {
 }
 
 /// Uses a refresh token: returns its value and marks it used (its first byte
-/// `LIVE_REFRESH` becomes `USED_REFRESH`), keeping its TTL. One key, so it is atomic
-/// and Cluster-safe.
+/// `LIVE_REFRESH` becomes `USED_REFRESH`), keeping its TTL; a client's token
+/// (`LIVE_CLIENT_REFRESH`) only when ARGV[1] is 1 (the caller authenticated the client).
+/// One key, so it is atomic and Cluster-safe.
 fn take_refresh_script() -> redis::Script {
     redis::Script::new(&format!(
         r"
 local v = redis.call('GET', KEYS[1])
-if v and string.byte(v, 1) == {live} then
-  redis.call('SET', KEYS[1], string.char({used}) .. string.sub(v, 2), 'KEEPTTL')
+if not v then return v end
+local kind = string.byte(v, 1)
+local used
+if kind == {live} then used = {used}
+elseif kind == {live_client} and ARGV[1] == '1' then used = {used_client}
+end
+if used then
+  redis.call('SET', KEYS[1], string.char(used) .. string.sub(v, 2), 'KEEPTTL')
 end
 return v
 ",
         live = value::LIVE_REFRESH,
         used = value::USED_REFRESH,
+        live_client = value::LIVE_CLIENT_REFRESH,
+        used_client = value::USED_CLIENT_REFRESH,
     ))
 }
 
@@ -443,10 +452,15 @@ impl TokenStore for RedisTokens {
             .transpose()
     }
 
-    async fn take_refresh(&self, hash: &TokenHash) -> Result<Option<RefreshState>, StoreError> {
+    async fn take_refresh(
+        &self,
+        hash: &TokenHash,
+        by_client: bool,
+    ) -> Result<Option<RefreshState>, StoreError> {
         let key = self.key(kind::REFRESH, &hash.encode());
         let mut conn = self.conn.clone();
-        let invocation = self.take_refresh.key(key);
+        let mut invocation = self.take_refresh.key(key);
+        invocation.arg(u8::from(by_client));
         let raw: Option<Vec<u8>> = self
             .bounded("take_refresh", invocation.invoke_async(&mut conn))
             .await?;
