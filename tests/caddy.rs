@@ -62,8 +62,11 @@ impl Front for Caddy {
     /// Caddy's own 502 for the check, which `handle_errors` answers with the 503 page.
     const WHEN_TOKENCACHE_IS_UNREACHABLE: StatusCode = StatusCode::SERVICE_UNAVAILABLE;
 
+    /// Nothing to look for: without a `log` directive Caddy logs no request's error (its
+    /// log shows only its start, as observed with 2.6).
     const LOGS_WHEN_TOKENCACHE_IS_UNREACHABLE: &'static [&'static str] = &[];
 
+    /// Nothing either, for the same reason.
     const LOGS_WHEN_TOKENCACHE_ANSWERS_503: &'static [&'static str] = &[];
 
     /// `forward_auth` returns tokencache's 401 as it is.
