@@ -4,7 +4,6 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::super::services::missing;
-
 use super::guard::Guard;
 use super::node::{free_cluster_port, wait_until, Node, Scratch};
 

@@ -5,7 +5,6 @@ use std::process::Command;
 use std::sync::Arc;
 
 use super::super::services::missing;
-
 use super::node::Scratch;
 
 /// A CA and a server certificate for 127.0.0.1, made with openssl.
