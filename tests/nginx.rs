@@ -1,47 +1,87 @@
 //! The real nginx in front of an upstream, configured with `deploy/nginx/tokencache.conf`
 //! (the file docs/gateways.md documents), checking every request with the real server's
-//! forward-auth route: a live token passes with its identity, a dead or missing one gets
-//! 401, and a token store that is down gives the documented 503 page (never a pass, never
-//! a login redirect). Its own test binary: it needs the `nginx` program.
+//! forward-auth route: every scenario of `common::front::scenarios`, through nginx. What is
+//! nginx's own is here: finding it (or installing it, `apt-get install nginx-light`), the
+//! nginx.conf around the documented file, and where it differs from the other gateways
+//! (the data of `impl Front for Nginx`). Its own test binary: it needs the `nginx`
+//! program.
 mod common;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
+use common::front::{DeployFile, Front};
 use common::gateway::*;
 use common::*;
 use reqwest::StatusCode;
-use serde_json::json;
+
+on_every_front!(Nginx, through_nginx);
 
 /// The documented configuration, with its `@LISTEN@`, `@TOKENCACHE@` and `@UPSTREAM@`
 /// placeholders.
 const CONF: &str = include_str!("../deploy/nginx/tokencache.conf");
 
-/// The page that documents it, which must show the file whole.
-const DOC: &str = include_str!("../docs/gateways.md");
+/// How to get the program, in the failure that finds it missing.
+const HOW: &str = "apt-get install nginx-light (or nginx; Debian's nginx has the auth_request \
+                   module; bash .ci/run installs it)";
 
-/// The `nginx` program: on the PATH, or in /usr/sbin (Debian's place, not on every PATH).
-fn nginx_program() -> Option<PathBuf> {
-    find_program("nginx", &[PathBuf::from("/usr/sbin")])
+/// The `nginx` program (on the PATH, or in /usr/sbin: Debian's place, not on every PATH),
+/// installed with apt-get first when missing (with a fresh package list if the first try
+/// fails).
+fn nginx_program() -> PathBuf {
+    find_or_install(
+        "nginx",
+        || vec![PathBuf::from("/usr/sbin")],
+        || {
+            let install = |package| run_step("apt-get", &["install", "-y", "-qq", package]);
+            install("nginx-light")
+                .or_else(|_| install("nginx"))
+                .or_else(|_| {
+                    run_step("apt-get", &["update", "-qq"])?;
+                    install("nginx-light").or_else(|_| install("nginx"))
+                })
+        },
+        HOW,
+    )
 }
 
 /// nginx with the documented configuration, in the foreground as a child of the test, its
 /// pid file, temp files and logs in a directory of its own.
 struct Nginx {
     gateway: Gateway,
-    base: String,
 }
 
-impl Nginx {
-    /// Fails the test, saying what to install, when nginx is not installed.
+impl Front for Nginx {
+    const NAME: &'static str = "nginx";
+
+    const FILES: &'static [DeployFile] = &[DeployFile {
+        path: "deploy/nginx/tokencache.conf",
+        text: CONF,
+        block: "nginx",
+        placeholders: &["@LISTEN@", "@TOKENCACHE@", "@UPSTREAM@"],
+    }];
+
+    /// `auth_request` turns any answer but 200 and 401 into 500, which
+    /// `error_page 500 = @tokencache_unavailable` answers with the 503 page.
+    const WHEN_TOKENCACHE_IS_UNREACHABLE: StatusCode = StatusCode::SERVICE_UNAVAILABLE;
+
+    const LOGS_WHEN_TOKENCACHE_IS_UNREACHABLE: &'static [&'static str] =
+        &["auth request unexpected status: 502"];
+
+    const LOGS_WHEN_TOKENCACHE_ANSWERS_503: &'static [&'static str] =
+        &["auth request unexpected status: 503"];
+
+    const REFUSAL_CACHE_CONTROL: Option<&'static str> = None;
+
+    /// `proxy_set_header` sends no header for an empty value; the client's own is replaced
+    /// all the same.
+    const EMPTY_TOKEN_TYPE_REACHES_THE_APP_AS: &'static [&'static str] = &[];
+
+    /// `proxy_intercept_errors` is off: `error_page 500` only catches the check's.
+    const PAGES_THE_APPLICATIONS_OWN: &'static [u16] = &[];
+
     async fn start(tokencache: &str, upstream: SocketAddr) -> Nginx {
-        let program = nginx_program().unwrap_or_else(|| {
-            missing(
-                "the nginx program",
-                &"not on the PATH nor in /usr/sbin (apt-get install nginx-light)",
-            )
-        });
+        let program = nginx_program();
         let port = free_port();
         let dir = temp_dir("tc_nginx");
 
@@ -111,266 +151,14 @@ impl Nginx {
         let mut command = tokio::process::Command::new(&program);
         command.args(args(&[]));
         let gateway = Gateway::spawn("nginx", command, dir, port).await;
-        let base = gateway.base.clone();
-        Nginx { gateway, base }
+        Nginx { gateway }
     }
 
-    /// nginx's error log so far (for failure messages).
-    fn log(&self) -> String {
-        self.gateway.log()
+    fn gateway(&self) -> &Gateway {
+        &self.gateway
     }
 
     async fn stop(self) {
         self.gateway.stop().await;
     }
-}
-
-/// Asserts the documented answer for "tokencache cannot decide": 503, the error page,
-/// `Retry-After`, and no redirect.
-async fn assert_unavailable_page(response: reqwest::Response, nginx: &Nginx) {
-    assert_eq!(
-        response.status(),
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        nginx.log()
-    );
-    assert_eq!(header(&response, "retry-after"), Some("5"));
-    assert_eq!(header(&response, "location"), None, "not a login redirect");
-    assert!(header(&response, "content-type").is_some_and(|t| t.starts_with("text/html")));
-    let body = response.text().await.unwrap();
-    assert!(body.contains(UNAVAILABLE_PAGE), "{body}");
-}
-
-#[test]
-fn the_gateway_doc_shows_the_tested_nginx_configuration_whole() {
-    assert!(
-        DOC.contains(&format!("```nginx\n{CONF}```\n")),
-        "docs/gateways.md must show deploy/nginx/tokencache.conf exactly as it is, in an \
-         nginx code block: copy the file into it"
-    );
-    // The placeholders the file has are the ones the doc's `sed` command (and the test)
-    // fill in.
-    let mut found = placeholders(CONF);
-    found.sort_unstable();
-    found.dedup();
-    assert_eq!(found, ["@LISTEN@", "@TOKENCACHE@", "@UPSTREAM@"]);
-    for placeholder in found {
-        assert!(
-            DOC.contains(&format!("-e 's/{placeholder}/")),
-            "the doc's sed command fills {placeholder}"
-        );
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the nginx program: cargo test -- --include-ignored"]
-async fn nginx_passes_live_tokens_with_their_identity_and_refuses_dead_or_missing_ones() {
-    let app = TestApp::spawn(Backend::Embedded).await;
-    let upstream = Upstream::start().await;
-    let tokencache = app.base.trim_start_matches("http://").to_owned();
-    let nginx = Nginx::start(&tokencache, upstream.addr).await;
-    let http = client();
-    let (access, _) = app.login().await;
-
-    // (a) A live token: the application gets the request with the token's identity; the
-    // X-Auth-* headers the client sent itself are replaced, not passed along.
-    let response = http
-        .get(format!("{}/orders/42?page=1", nginx.base))
-        .bearer_auth(&access)
-        .header("X-Auth-Username", "mallory")
-        .header("X-Auth-App-Key", "forged")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "{}", nginx.log());
-    assert_eq!(response.text().await.unwrap(), "user=alice");
-    let Received {
-        method,
-        headers: seen,
-        ..
-    } = upstream.last();
-    assert_eq!(method, "GET");
-    let all = |name: &str| -> Vec<&str> {
-        seen.get_all(name)
-            .iter()
-            .map(|v| v.to_str().unwrap())
-            .collect()
-    };
-    assert_eq!(all("x-auth-username"), ["alice"]);
-    assert_eq!(all("x-auth-app-key"), [APP_KEY]);
-    assert_eq!(all("x-auth-token-type"), ["web"]);
-    let expires_in: i64 = all("x-auth-expires-in")[0].parse().unwrap();
-    assert!((1..=3600).contains(&expires_in), "{expires_in}");
-    let bearer = format!("Bearer {access}");
-    assert_eq!(all("authorization"), [bearer.as_str()]);
-
-    // A request with a body: the check goes without it, the application gets it all.
-    let response = http
-        .post(format!("{}/orders", nginx.base))
-        .bearer_auth(&access)
-        .body(vec![b'x'; 64 * 1024])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "{}", nginx.log());
-    let received = upstream.last();
-    assert_eq!(received.method, "POST");
-    assert_eq!(received.body_len, 64 * 1024);
-
-    // (b) Dead tokens: unknown, and one that was live until its logout.
-    let passed = upstream.requests();
-    let unknown = "0123456789abcdefghijABCDEFGHIJ01";
-    let (status, v) = app
-        .post("/api/v1/logout", &json!({ "token": access }))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{v}");
-    for token in [unknown, access.as_str()] {
-        let response = http
-            .get(format!("{}/orders/42", nginx.base))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            response.status(),
-            StatusCode::UNAUTHORIZED,
-            "{}",
-            nginx.log()
-        );
-        assert_eq!(
-            header(&response, "www-authenticate"),
-            Some("Bearer error=\"invalid_token\"")
-        );
-        assert_eq!(header(&response, "location"), None);
-    }
-
-    // (c) No token, or another scheme.
-    let response = http
-        .get(format!("{}/orders/42", nginx.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        response.status(),
-        StatusCode::UNAUTHORIZED,
-        "{}",
-        nginx.log()
-    );
-    let response = http
-        .get(format!("{}/orders/42", nginx.base))
-        .basic_auth("alice", Some(PASSWORD))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        response.status(),
-        StatusCode::UNAUTHORIZED,
-        "{}",
-        nginx.log()
-    );
-    assert_eq!(
-        upstream.requests(),
-        passed,
-        "a refused request reached the app"
-    );
-
-    // tokencache itself unreachable (stopped): the same 503 page, not a pass, not a 401.
-    let (live, _) = app.login().await;
-    app.cleanup().await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let response = loop {
-        let response = http
-            .get(format!("{}/orders/42", nginx.base))
-            .bearer_auth(&live)
-            .send()
-            .await
-            .unwrap();
-        // Until the server has closed its listener it may still answer.
-        if response.status() != StatusCode::OK || tokio::time::Instant::now() >= deadline {
-            break response;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_unavailable_page(response, &nginx).await;
-    nginx.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs MariaDB and the nginx and redis-server programs: cargo test -- --include-ignored"]
-async fn nginx_serves_the_503_page_while_the_token_store_is_down_and_recovers_after() {
-    let (app, redis, port) = TestApp::spawn_on_own_redis().await;
-    let upstream = Upstream::start().await;
-    let tokencache = app.base.trim_start_matches("http://").to_owned();
-    let nginx = Nginx::start(&tokencache, upstream.addr).await;
-    let http = client();
-    let (access, _) = app.login().await;
-    let through_nginx = |token: String| {
-        let request = http
-            .get(format!("{}/orders/42", nginx.base))
-            .bearer_auth(token);
-        async move { request.send().await.unwrap() }
-    };
-    let response = through_nginx(access.clone()).await;
-    assert_eq!(response.status(), StatusCode::OK, "{}", nginx.log());
-    assert_eq!(response.text().await.unwrap(), "user=alice");
-    let passed = upstream.requests();
-
-    redis.kill().await;
-    // tokencache itself says 503 (not 401: it does not know whether the token is live).
-    let direct = http
-        .get(format!("{}/api/v1/auth", app.base))
-        .bearer_auth(&access)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(direct.status(), StatusCode::SERVICE_UNAVAILABLE);
-    // nginx fails closed with the documented page, request after request.
-    for _ in 0..2 {
-        assert_unavailable_page(through_nginx(access.clone()).await, &nginx).await;
-    }
-    // No token needs no lookup: still a plain 401.
-    let response = http
-        .get(format!("{}/orders/42", nginx.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        response.status(),
-        StatusCode::UNAUTHORIZED,
-        "{}",
-        nginx.log()
-    );
-    assert_eq!(upstream.requests(), passed, "a request passed unchecked");
-    let log = nginx.log();
-    assert!(
-        log.contains("auth request unexpected status: 503"),
-        "nginx's log names tokencache's 503:\n{log}"
-    );
-
-    // Redis back on the same port (empty: the old token is gone): the check recovers by
-    // itself, and a new login passes again.
-    let _redis = OwnRedis::start(port).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let response = loop {
-        let response = through_nginx(access.clone()).await;
-        if response.status() != StatusCode::SERVICE_UNAVAILABLE
-            || tokio::time::Instant::now() >= deadline
-        {
-            break response;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_eq!(
-        response.status(),
-        StatusCode::UNAUTHORIZED,
-        "{}",
-        nginx.log()
-    );
-    let (access, _) = app.login().await;
-    let response = through_nginx(access).await;
-    assert_eq!(response.status(), StatusCode::OK, "{}", nginx.log());
-    assert_eq!(response.text().await.unwrap(), "user=alice");
-
-    nginx.stop().await;
-    app.cleanup().await;
 }

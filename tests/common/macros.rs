@@ -6,6 +6,10 @@
 //! - `async fn name(app) { … }`: a server with the test client and `alice`;
 //! - `async fn name(app, hook) { … }`: the same, delivering codes to a receiver `hook`;
 //! - `async fn name(backend: Backend) { … }`: the backend, to start what it needs itself.
+//!
+//! `on_every_front!(Gateway, through_gateway)`: every gateway scenario
+//! (`common::front::scenarios`) as one test through the gateway `Gateway` (a `Front`),
+//! `<scenario>::through_gateway`; each gateway's test binary says it once.
 
 /// Runs each scenario on both backends (see the module's text for the three forms).
 #[macro_export]
@@ -111,5 +115,64 @@ macro_rules! on_both_stores {
             }
         }
         $crate::on_both_stores!($($rest)*);
+    };
+}
+
+/// Runs every gateway scenario through `$front` (see the module's text). A new scenario is
+/// a function of `common::front::scenarios` and its name below, under what it needs.
+#[macro_export]
+macro_rules! on_every_front {
+    ($front:ty, $through:ident) => {
+        $crate::on_every_front!(@plain $front, $through:
+            the_gateway_doc_shows_whole_the_files_run
+        );
+        $crate::on_every_front!(
+            @needs "needs MariaDB, Redis and the gateway (installed when missing): \
+                    cargo test -- --include-ignored",
+            $front, $through:
+            a_live_token_passes_with_its_identity_and_its_whole_request,
+            a_forged_identity_header_never_reaches_the_application,
+            a_dead_token_is_refused_and_reaches_nothing,
+            a_missing_token_is_refused_and_reaches_nothing,
+            a_stopped_tokencache_gets_the_unavailable_page_never_a_pass
+        );
+        $crate::on_every_front!(
+            @needs "needs MariaDB, redis-server and the gateway (installed when missing): \
+                    cargo test -- --include-ignored",
+            $front, $through:
+            a_redis_outage_gets_the_unavailable_page_and_the_check_recovers_after
+        );
+        $crate::on_every_front!(
+            @needs "needs the gateway (installed when missing): cargo test -- --include-ignored",
+            $front, $through:
+            the_applications_own_errors_keep_their_status
+        );
+    };
+    (@plain $front:ty, $through:ident: $($scenario:ident),+) => {
+        $(
+            mod $scenario {
+                #[allow(unused_imports)]
+                use super::*;
+
+                #[test]
+                fn $through() {
+                    $crate::common::front::scenarios::$scenario::<$front>();
+                }
+            }
+        )+
+    };
+    (@needs $needs:literal, $front:ty, $through:ident: $($scenario:ident),+) => {
+        $(
+            mod $scenario {
+                #[allow(unused_imports)]
+                use super::*;
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[ignore = $needs]
+                async fn $through() {
+                    $crate::common::front::scenarios::$scenario::<$front>().await;
+                }
+            }
+        )+
     };
 }

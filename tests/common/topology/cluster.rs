@@ -1,0 +1,153 @@
+//! A local Redis Cluster, and the one a whole test process shares.
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use super::super::services::missing;
+use super::guard::Guard;
+use super::node::{free_cluster_port, wait_until, Node, Scratch};
+
+/// A Redis Cluster of 3 masters and 3 replicas.
+pub struct LocalCluster {
+    pub nodes: Vec<Node>,
+    pub guard: Guard,
+    _dir: Scratch,
+}
+
+impl LocalCluster {
+    /// Node timeout 1 s, so that a failover takes a few seconds.
+    pub fn start() -> Self {
+        Self::start_with(Guard::default())
+    }
+
+    /// The same, guarded.
+    pub fn start_with(guard: Guard) -> Self {
+        let dir = Scratch::new("tc_cluster");
+        let mut nodes = Vec::new();
+        for _ in 0..6 {
+            let port = free_cluster_port();
+            let d = dir.0.display();
+            nodes.push(Node::start(
+                port,
+                [
+                    "--bind",
+                    "127.0.0.1",
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    &format!("{d}/nodes-{port}.conf"),
+                    "--cluster-node-timeout",
+                    "1000",
+                    "--dir",
+                    &d.to_string(),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ]
+                .map(String::from)
+                .into_iter()
+                .chain(guard.server_args(port, true))
+                .collect(),
+            ));
+        }
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(guard.cli_args(true))
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .unwrap_or_else(|e| missing("redis-cli", &e));
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let cluster = Self {
+            nodes,
+            guard,
+            _dir: dir,
+        };
+        cluster.wait_healthy();
+        cluster
+    }
+
+    /// Until every node says `cluster_state:ok` and every replica is in sync.
+    pub fn wait_healthy(&self) {
+        wait_until("cluster healthy", Duration::from_secs(30), || {
+            self.nodes.iter().filter(|n| n.pid.is_some()).all(|n| {
+                let info = self.cli(n.port, &["cluster", "info"]);
+                let role = self.cli(n.port, &["role"]);
+                info.contains("cluster_state:ok")
+                    && (role.starts_with("master") || role.contains("connected"))
+            })
+        });
+    }
+
+    /// `redis-cli` on a node, guarded as the cluster is.
+    pub fn cli(&self, port: u16, args: &[&str]) -> String {
+        self.guard.cli(port, true, args)
+    }
+
+    /// Seed nodes for `--redis-url`.
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| self.guard.url(n.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The index in `nodes` of the master serving `key`'s slot, asked of a live node.
+    pub fn master_of(&self, key: &str) -> usize {
+        self.serving(key).expect("a master serves the key's slot")
+    }
+
+    /// The same, `None` while no healthy master serves it.
+    pub fn serving(&self, key: &str) -> Option<usize> {
+        let live = self.nodes.iter().find(|n| n.pid.is_some()).unwrap();
+        let slot: u16 = self
+            .cli(live.port, &["cluster", "keyslot", key])
+            .trim()
+            .parse()
+            .unwrap();
+        let nodes = self.cli(live.port, &["cluster", "nodes"]);
+        for line in nodes.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
+                continue;
+            }
+            let port: u16 = fields[1].split(['@', ':']).nth(1).unwrap().parse().unwrap();
+            for range in &fields[8..] {
+                let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+                if let (Ok(lo), Ok(hi)) = (lo.parse::<u16>(), hi.parse::<u16>()) {
+                    if (lo..=hi).contains(&slot) {
+                        return self.nodes.iter().position(|n| n.port == port);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether a node other than `old_port` is now the master serving `key`'s slot.
+    pub fn promoted(&self, key: &str, old_port: u16) -> bool {
+        self.serving(key).is_some_and(|i| {
+            self.nodes[i].port != old_port
+                && self
+                    .cli(self.nodes[i].port, &["role"])
+                    .starts_with("master")
+        })
+    }
+}
+
+/// The cluster every cluster test of this process shares (keys under prefixes of their
+/// own), started by the first that asks.
+pub fn shared_cluster() -> &'static LocalCluster {
+    static CLUSTER: OnceLock<LocalCluster> = OnceLock::new();
+    CLUSTER.get_or_init(LocalCluster::start)
+}
