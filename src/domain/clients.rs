@@ -95,7 +95,11 @@ impl ClientCache {
 
 impl<T: Counters, R: RecordStore> Engine<T, R> {
     /// The enabled client with this app_key (1002 otherwise), as `cached_client` finds it.
-    pub(crate) async fn client(&self, appid: &str, from: IpAddr) -> Result<Arc<Client>, DomainError> {
+    pub(crate) async fn client(
+        &self,
+        appid: &str,
+        from: IpAddr,
+    ) -> Result<Arc<Client>, DomainError> {
         match self.cached_client(appid, from).await? {
             Some(c) if !c.disabled => Ok(c),
             _ => Err(DomainError::UnknownClient),
@@ -134,5 +138,38 @@ impl<T: Counters, R: RecordStore> Engine<T, R> {
                 None => Err(e.into()),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn client(app_key: &str) -> Arc<Client> {
+        Arc::new(Client {
+            app_key: app_key.into(),
+            app_secret: Secret::new("s"),
+            expire_time: None,
+            strict_verify: 1,
+            token_expire_time: 60,
+            allow_nopwd: false,
+            disabled: false,
+        })
+    }
+
+    #[test]
+    fn unknown_app_keys_never_push_a_client_out() {
+        let cache = ClientCache::new(Duration::from_secs(60));
+        cache.put("real", Some(client("real")));
+        for n in 0..=MAX_UNKNOWN * 2 {
+            cache.put(&format!("probe-{n}"), None);
+        }
+        let (found, fresh) = cache.get("real").expect("still cached");
+        assert!(fresh && found.is_some_and(|c| c.app_key == "real"));
+        assert!(cache.unknown.lock().unwrap().len() <= MAX_UNKNOWN);
+        // A key once unknown and then created is known at once.
+        cache.put("probe-3", Some(client("probe-3")));
+        assert!(cache.get("probe-3").unwrap().0.is_some());
     }
 }

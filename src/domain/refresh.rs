@@ -76,6 +76,6 @@ impl<T: TokenStore + Revocation, R: RecordStore> Engine<T, R> {
             Some(record.family),
             Refresh::of(&record),
         )
-            .await
+        .await
     }
 }

@@ -68,9 +68,7 @@ impl<T: TokenBackend, R: RecordStore> Engine<T, R> {
         // of a name that is no account's own spelling (1018).
         let net = self.net(action.client_ip);
         let (user, owner) = match (purpose, self.find_user(username).await?) {
-            (Purpose::Register, found) if found.taken() => {
-                return Err(DomainError::AlreadyExists)
-            }
+            (Purpose::Register, found) if found.taken() => return Err(DomainError::AlreadyExists),
             (Purpose::Register, _) => {
                 new_name_ok(username)?;
                 (None, CodeOwner::new_name(username, net))

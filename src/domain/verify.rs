@@ -151,9 +151,7 @@ impl<T: Counters + Codes, R: RecordStore> Engine<T, R> {
         // of a name that is no account's own spelling (1004).
         let net = self.net(req.client_ip);
         let owner = match (purpose, self.find_user(username).await?) {
-            (Purpose::Register, found) if found.taken() => {
-                return Err(DomainError::AlreadyExists)
-            }
+            (Purpose::Register, found) if found.taken() => return Err(DomainError::AlreadyExists),
             (Purpose::Register, _) => {
                 new_name_ok(username)?;
                 CodeOwner::new_name(username, net)
@@ -190,8 +188,10 @@ impl<T: Counters + Codes, R: RecordStore> Engine<T, R> {
     ) -> Result<(), DomainError> {
         let limits = &self.rules.limits;
         let lock = keys::resend_lock(&owner.name, &owner.net);
-        if let Some(retry_after) = self.tokens.lock(&lock, limits.code_resend).await? {
-            return Err(DomainError::CodeTooSoon { retry_after });
+        if limits.code_resend > 0 {
+            if let Some(retry_after) = self.tokens.lock(&lock, limits.code_resend).await? {
+                return Err(DomainError::CodeTooSoon { retry_after });
+            }
         }
         let counted = self
             .count_code_send(&owner.name, &owner.net, owner.has_account)

@@ -136,16 +136,16 @@ on_both_stores! {
         assert_fails(&again.pair(), 429, 1013);
         let wait = again.retry_after();
         assert!((1..=60).contains(&wait), "Retry-After {wait}");
-        // The lock is per username, whatever the purpose or the case of the name.
+        // The lock is per name and network, whatever the purpose or the ASCII case.
         assert_fails(&app.get_verify("RESEND@example.com", "1", "1").await.pair(), 429, 1013);
         assert_eq!(hook.calls().len(), 1);
         // Another username is not locked.
         assert_done(&app.get_verify("other@example.com", "1", "1").await.pair());
 
         if app.backend.redis() {
-            let lock = app.redis_ttl(&format!("l:resend:{user}")).await;
+            let lock = app.redis_ttl(&format!("l:resend:127.0.0.1|{user}")).await;
             assert!((55..=60).contains(&lock), "resend lock TTL {lock}");
-            let code = app.redis_ttl(&format!("v:register:{user}")).await;
+            let code = app.redis_ttl(&format!("v:register:127.0.0.1|{user}")).await;
             assert!((595..=600).contains(&code), "code TTL {code}");
             // The key names the user and purpose, never the code.
             let sent = hook.code_for(user);
@@ -224,16 +224,16 @@ on_both_stores! {
         let wrong = if code == "999999" { "999998" } else { "999999" };
         for n in 1..=5 {
             if app.backend.redis() {
-                let stored = app.redis_get(&format!("v:register:{user}")).await;
+                let stored = app.redis_get(&format!("v:register:127.0.0.1|{user}")).await;
                 assert_eq!(stored.as_deref(), Some(&code[..]), "before wrong guess {n}");
             }
             assert_fails(&app.doaction(user, "pw", wrong, "1").await, 400, 1017);
         }
         if app.backend.redis() {
             // The fifth wrong guess voided it.
-            assert_eq!(app.redis_get(&format!("v:register:{user}")).await, None);
-            assert_eq!(app.redis_get(&format!("n:code:register:{user}")).await.as_deref(), Some("5"));
-            let attempts = app.redis_ttl(&format!("n:code:register:{user}")).await;
+            assert_eq!(app.redis_get(&format!("v:register:127.0.0.1|{user}")).await, None);
+            assert_eq!(app.redis_get(&format!("n:code:register:127.0.0.1|{user}")).await.as_deref(), Some("5"));
+            let attempts = app.redis_ttl(&format!("n:code:register:127.0.0.1|{user}")).await;
             assert!((590..=600).contains(&attempts), "attempts TTL {attempts}");
         }
         assert_fails(&app.doaction(user, "pw", &code, "1").await, 400, 1017);
@@ -339,7 +339,7 @@ on_both_stores! {
         assert_done(&app.get_verify(user, "1", "1").await.pair());
         let code = hook.code_for(user);
         if backend.redis() {
-            let ttl = app.redis_ttl(&format!("v:register:{user}")).await;
+            let ttl = app.redis_ttl(&format!("v:register:127.0.0.1|{user}")).await;
             assert!((0..=1).contains(&ttl), "code TTL {ttl}");
         }
         // Waiting out a 1 s lifetime is the behaviour under test, not a timing assertion.

@@ -7,34 +7,6 @@ use serde_json::{json, Value};
 use crate::common::*;
 use crate::on_both_stores;
 
-impl TestApp {
-    /// POSTs a form to an OAuth endpoint with HTTP Basic client authentication.
-    async fn oauth(
-        &self,
-        path: &str,
-        form: &[(&str, &str)],
-        secret: &str,
-    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{APP_KEY}:{secret}"));
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("authorization", format!("Basic {basic}"))
-            .form(form)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let headers = r.headers().clone();
-        let text = r.text().await.unwrap();
-        (
-            status,
-            headers,
-            serde_json::from_str(&text).unwrap_or(Value::Null),
-        )
-    }
-}
-
 on_both_stores! {
     async fn forward_auth_answers_200_with_identity_headers_for_a_live_token(app) {
         let (access, _) = app.login().await;

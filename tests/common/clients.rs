@@ -2,6 +2,7 @@
 //! signatures, times, and the assertion every failure test uses.
 use std::sync::atomic::Ordering;
 
+use base64::Engine as _;
 use md5::{Digest, Md5};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -9,6 +10,32 @@ use serde_json::{json, Value};
 use super::app::{TestApp, APP_KEY, APP_SECRET, PASSWORD};
 
 impl TestApp {
+    /// POSTs a form to an OAuth endpoint with HTTP Basic client authentication.
+    pub async fn oauth(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+        secret: &str,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{APP_KEY}:{secret}"));
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("authorization", format!("Basic {basic}"))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            headers,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+        )
+    }
+
     /// GET /api/v1/auth (forward-auth) with a bearer token, or none.
     pub async fn forward_auth(&self, token: Option<&str>) -> reqwest::Response {
         let mut request = self.http.get(format!("{}/api/v1/auth", self.base));

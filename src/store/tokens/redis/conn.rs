@@ -293,10 +293,10 @@ impl RedisConn {
         }
     }
 
-    /// `INFO memory` of every master (one on standalone and sentinel, each master of a
+    /// `INFO <section>` of every master (one on standalone and sentinel, each master of a
     /// cluster).
-    pub async fn masters_memory_info(&mut self) -> RedisResult<Vec<String>> {
-        let value: Value = redis::cmd("INFO").arg("memory").query_async(self).await?;
+    pub async fn masters_info(&mut self, section: &str) -> RedisResult<Vec<String>> {
+        let value: Value = redis::cmd("INFO").arg(section).query_async(self).await?;
         let mut infos = Vec::new();
         collect_strings(value, &mut infos);
         Ok(infos)

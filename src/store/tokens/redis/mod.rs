@@ -52,6 +52,8 @@ use crate::telemetry::{self, StoreOp};
 #[derive(Clone)]
 pub struct RedisTokens {
     conn: RedisConn,
+    /// Whether the Redis version was found new enough (checked until it is).
+    version_ok: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The near cache of access records, when on (`--near-cache`).
     near: Option<std::sync::Arc<near::NearCache>>,
     take_refresh: redis::Script,
@@ -64,12 +66,21 @@ impl RedisTokens {
     pub async fn open(target: &RedisTarget, prefix: &str) -> Result<Self, OpenError> {
         let conn = RedisConn::open(target).await?;
         telemetry::store_connections("redis", 1);
-        Ok(Self {
+        let store = Self {
             conn,
+            version_ok: Default::default(),
             near: None,
             take_refresh: take_refresh_script(),
             prefix: prefix.to_owned(),
-        })
+        };
+        // A Redis too old is refused at start; one not reachable yet is checked by every
+        // readiness probe until it answers (not ready while it is too old).
+        match store.version_problem().await {
+            Ok(Some(problem)) => return Err(OpenError::Config(problem)),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "could not read the Redis version at start"),
+        }
+        Ok(store)
     }
 
     /// Turns the near cache on (`near.rs`): standalone Redis only.
@@ -234,17 +245,36 @@ impl RedisTokens {
     /// an evicted signature allows a replay.
     pub async fn eviction_policy(&self) -> Option<String> {
         let mut conn = self.conn.clone();
-        let infos = conn.masters_memory_info().await.ok()?;
+        let infos = conn.masters_info("memory").await.ok()?;
         infos.iter().find_map(|info| {
-            let field = |name: &str| {
-                info.lines()
-                    .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':'))
-                    .map(str::to_owned)
-            };
-            let maxmemory: u64 = field("maxmemory")?.parse().ok()?;
-            let policy = field("maxmemory_policy")?;
-            (maxmemory > 0 && policy != "noeviction").then_some(policy)
+            let maxmemory: u64 = info_field(info, "maxmemory")?.parse().ok()?;
+            let policy = info_field(info, "maxmemory_policy")?;
+            (maxmemory > 0 && policy != "noeviction").then_some(policy.to_owned())
         })
+    }
+
+    /// Why the Redis version cannot serve (`Some`: a master runs a version before 7.0,
+    /// whose `EXPIRE` lacks `NX`/`GT`: every login would fail), or `None` when every
+    /// master can. Once every master was found new enough it is not asked again.
+    async fn version_problem(&self) -> Result<Option<String>, StoreError> {
+        use std::sync::atomic::Ordering;
+        if self.version_ok.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let mut conn = self.conn.clone();
+        let infos = self.bounded("version", conn.masters_info("server")).await?;
+        for info in &infos {
+            let version = info_field(info, "redis_version").unwrap_or("unknown");
+            let major: Option<u32> = version.split('.').next().and_then(|m| m.parse().ok());
+            if major.is_none_or(|m| m < MIN_REDIS_MAJOR) {
+                return Ok(Some(format!(
+                    "Redis {version} found: tokencache needs Redis {MIN_REDIS_MAJOR}.0 or \
+                     later (EXPIRE NX and GT)"
+                )));
+            }
+        }
+        self.version_ok.store(true, Ordering::Relaxed);
+        Ok(None)
     }
 
     /// Which mode Redis is in (standalone, cluster, sentinel).
@@ -291,6 +321,15 @@ impl RedisTokens {
         timer.finish(result.is_ok());
         result
     }
+}
+
+/// The oldest Redis major version the store's commands run on.
+const MIN_REDIS_MAJOR: u32 = 7;
+
+/// A field of an `INFO` answer (`name:value` lines).
+fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':'))
 }
 
 fn unavailable(e: RedisError) -> StoreError {
@@ -470,7 +509,14 @@ impl TokenStore for RedisTokens {
 
     async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        self.bounded("ping", conn.ready()).await
+        self.bounded("ping", conn.ready()).await?;
+        match self.version_problem().await? {
+            None => Ok(()),
+            Some(problem) => Err(StoreError::Unavailable {
+                store: "redis",
+                source: problem.into(),
+            }),
+        }
     }
 }
 
