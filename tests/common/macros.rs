@@ -132,6 +132,7 @@ macro_rules! on_every_front {
             $front, $through:
             a_live_token_passes_with_its_identity_and_its_whole_request,
             a_forged_identity_header_never_reaches_the_application,
+            a_forged_forwarded_for_hop_never_changes_the_counted_address,
             a_dead_token_is_refused_and_reaches_nothing,
             a_missing_token_is_refused_and_reaches_nothing,
             a_stopped_tokencache_gets_the_unavailable_page_never_a_pass

@@ -125,6 +125,64 @@ pub async fn a_forged_identity_header_never_reaches_the_application<F: Front>() 
     scene.stop().await;
 }
 
+/// tokencache's own endpoints through the gateway, with tokencache trusting it: a client
+/// at 127.0.0.2 that writes its own X-Forwarded-For hop, a new one each time, is counted
+/// under 127.0.0.2 alone (the hop the gateway added), whatever it wrote.
+pub async fn a_forged_forwarded_for_hop_never_changes_the_counted_address<F: Front>() {
+    let app = TestApp::spawn_with(Backend::Real, |s| {
+        s.http.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        s.rules.limits.ip_authorize = 5;
+    })
+    .await;
+    let scene = Scene::<F>::start(app).await;
+    let client = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().ok())
+        .no_proxy()
+        .timeout(WAIT)
+        .build()
+        .unwrap();
+    let mut statuses = Vec::new();
+    for n in 0..12 {
+        let body = scene
+            .app
+            .authorize_body("alice", PASSWORD, &now_ms().to_string());
+        // Both prefixes reach tokencache.
+        let path = if n % 2 == 0 {
+            "/api/v1/authorize"
+        } else {
+            "/oauth2/api/v1/authorize"
+        };
+        let response = client
+            .post(scene.front.url(path))
+            .header("x-forwarded-for", format!("10.66.0.{n}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(
+        (ok, limited),
+        (5, 7),
+        "{statuses:?} through {}:\n{}",
+        F::NAME,
+        scene.front.log()
+    );
+    assert_eq!(
+        scene
+            .app
+            .redis_get("n:ip:authorize:127.0.0.2")
+            .await
+            .as_deref(),
+        Some("12"),
+        "the counted address"
+    );
+    assert_eq!(scene.upstream.requests(), 0, "the application got a login");
+    scene.stop().await;
+}
+
 /// A dead token, unknown or logged out, gets tokencache's 401 and `WWW-Authenticate`, also
 /// with an identity of the client's own; nothing reaches the application.
 pub async fn a_dead_token_is_refused_and_reaches_nothing<F: Front>() {
