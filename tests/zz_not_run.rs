@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The integration test binaries (a new one with ignored tests belongs here too).
-const SUITES: [&str; 7] = [
-    "api", "caddy", "flood", "grpc", "metrics", "nginx", "traefik",
+const SUITES: [&str; 8] = [
+    "api", "caddy", "flood", "grpc", "history", "metrics", "nginx", "traefik",
 ];
 
 fn main() {

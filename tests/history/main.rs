@@ -1,0 +1,536 @@
+//! The history test: many concurrent clients against two tokencache instances issue
+//! logins, refreshes (replays among them, when two clients spend one token), logouts,
+//! logouts everywhere, password changes, client_credentials grants and checks, with
+//! random timing; every operation's start, end and answer is recorded, and `checker`
+//! proves over the whole history what the server promises (see its module's text). It
+//! prints its figures and fails on any violation.
+//!
+//! Runs on MariaDB + standalone Redis (two instances on one key prefix, near cache off,
+//! and near cache on) and on the embedded stores (two listeners on one in-process store).
+//! `HISTORY_OPS` sets the operations per run (10,000 by default).
+mod checker;
+#[path = "../common/mod.rs"]
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokencache::app::{self, Settings};
+
+use checker::{Event, History, Op, Pair, PairId};
+use common::*;
+
+const USERS: usize = 4;
+const WORKERS: usize = 16;
+/// The session cap of the run: small, so that trims happen all along.
+const CAP: usize = 5;
+const PASSWORD: &str = "history-pw";
+/// A client whose codes are ignored: a password change needs no code.
+const LOOSE: &str = "history-loose";
+const LOOSE_SECRET: &str = "history-loose-secret";
+
+fn user(n: usize) -> String {
+    format!("user{n}@example.com")
+}
+
+/// The tokens handed out so far.
+#[derive(Default)]
+struct Known {
+    /// Per pair: its access and refresh tokens.
+    tokens: Vec<(String, String)>,
+    /// client_credentials tokens.
+    client_tokens: Vec<String>,
+}
+
+struct Run {
+    started: Instant,
+    history: Mutex<History>,
+    known: Mutex<Known>,
+    bases: Vec<String>,
+    http: reqwest::Client,
+    /// Answers that were neither success nor a refusal (a 503, say): counted, not checked.
+    unknown: Mutex<Vec<String>>,
+}
+
+impl Run {
+    fn now(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    fn base(&self) -> &str {
+        &self.bases[rand::rng().random_range(0..self.bases.len())]
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base()))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    fn record(&self, start: Duration, op: Op) {
+        let end = self.now();
+        self.history
+            .lock()
+            .unwrap()
+            .events
+            .push(Event { start, end, op });
+    }
+
+    fn add_pair(
+        &self,
+        user: usize,
+        parent: Option<PairId>,
+        issued: (Duration, Duration),
+        tokens: (String, String),
+    ) -> PairId {
+        let mut history = self.history.lock().unwrap();
+        let id = history.pairs.len();
+        let family = parent.map_or(id, |p| history.pairs[p].family);
+        history.pairs.push(Pair {
+            user,
+            parent,
+            family,
+            issued,
+        });
+        let mut known = self.known.lock().unwrap();
+        known.tokens.push(tokens);
+        assert_eq!(known.tokens.len(), id + 1);
+        id
+    }
+
+    fn odd(&self, what: &str, status: StatusCode, v: &Value) {
+        self.unknown
+            .lock()
+            .unwrap()
+            .push(format!("{what}: {status} {v}"));
+    }
+
+    fn random_pair(&self) -> Option<(PairId, (String, String))> {
+        let known = self.known.lock().unwrap();
+        if known.tokens.is_empty() {
+            return None;
+        }
+        // Mostly recent pairs: those are the ones clients hold.
+        let n = known.tokens.len();
+        let from = n.saturating_sub(40);
+        let id = rand::rng().random_range(from..n);
+        Some((id, known.tokens[id].clone()))
+    }
+
+    async fn login(&self, u: usize) {
+        let time = now_ms().to_string();
+        let name = user(u);
+        let body = json!({
+            "appid": APP_KEY, "token_type": "web", "username": name, "password": PASSWORD,
+            "time": time, "token": sign(&[APP_KEY, &name, PASSWORD, &time], APP_SECRET),
+        });
+        let start = self.now();
+        let (status, v) = self.post("/api/v1/authorize", &body).await;
+        let end = self.now();
+        if status != StatusCode::OK {
+            return self.odd("login", status, &v);
+        }
+        let d = &v["data"];
+        let tokens = (
+            d["access_token"].as_str().unwrap().to_owned(),
+            d["refresh_token"].as_str().unwrap().to_owned(),
+        );
+        let pair = self.add_pair(u, None, (start, end), tokens);
+        self.history.lock().unwrap().events.push(Event {
+            start,
+            end,
+            op: Op::Login { pair },
+        });
+    }
+
+    async fn refresh(&self) {
+        let Some((from, (_, refresh))) = self.random_pair() else {
+            return;
+        };
+        let start = self.now();
+        let (status, v) = self
+            .post(
+                "/api/v1/refresh_token",
+                &json!({ "refresh_token": refresh }),
+            )
+            .await;
+        let end = self.now();
+        match (status, v["code"].as_i64()) {
+            (StatusCode::OK, _) => {
+                let d = &v["data"];
+                let tokens = (
+                    d["access_token"].as_str().unwrap().to_owned(),
+                    d["refresh_token"].as_str().unwrap().to_owned(),
+                );
+                let u = self.history.lock().unwrap().pairs[from].user;
+                let pair = self.add_pair(u, Some(from), (start, end), tokens);
+                self.history.lock().unwrap().events.push(Event {
+                    start,
+                    end,
+                    op: Op::Refresh {
+                        from,
+                        answer: Ok(pair),
+                    },
+                });
+            }
+            (StatusCode::UNAUTHORIZED, Some(102)) => self.record(
+                start,
+                Op::Refresh {
+                    from,
+                    answer: Err(()),
+                },
+            ),
+            _ => self.odd("refresh", status, &v),
+        }
+    }
+
+    async fn check(&self) {
+        let Some((pair, (access, _))) = self.random_pair() else {
+            return;
+        };
+        self.check_pair(pair, &access).await;
+    }
+
+    async fn check_pair(&self, pair: PairId, access: &str) -> Option<bool> {
+        let start = self.now();
+        let (status, v) = self
+            .post("/api/v1/check_token", &json!({ "token": access }))
+            .await;
+        let valid = match (status, v["code"].as_i64()) {
+            (StatusCode::OK, _) => true,
+            (StatusCode::UNAUTHORIZED, Some(102)) => false,
+            _ => {
+                self.odd("check", status, &v);
+                return None;
+            }
+        };
+        self.record(start, Op::Check { pair, valid });
+        Some(valid)
+    }
+
+    async fn logout(&self, all: bool) {
+        let Some((pair, (access, refresh))) = self.random_pair() else {
+            return;
+        };
+        let token = if rand::rng().random_bool(0.5) {
+            access
+        } else {
+            refresh
+        };
+        let start = self.now();
+        let (status, v) = self
+            .post("/api/v1/logout", &json!({ "token": token, "all": all }))
+            .await;
+        match (status, v["code"].as_i64()) {
+            (StatusCode::OK, _) => {
+                let op = if all {
+                    Op::RevokeUser {
+                        user: self.history.lock().unwrap().pairs[pair].user,
+                    }
+                } else {
+                    Op::Logout { pair }
+                };
+                self.record(start, op);
+            }
+            // Already dead: nothing revoked, nothing promised.
+            (StatusCode::UNAUTHORIZED, Some(102)) => {}
+            _ => self.odd("logout", status, &v),
+        }
+    }
+
+    async fn change_password(&self, u: usize) {
+        let name = user(u);
+        let bundle = "history";
+        // The same password again: every token is revoked all the same, and concurrent
+        // logins keep working.
+        let body = json!({
+            "username": name, "password": PASSWORD, "verify": "", "flag": "2",
+            "bundleid": bundle, "appid": LOOSE,
+            "signature": sign(&[&name, PASSWORD, "", "2", bundle, LOOSE], LOOSE_SECRET),
+        });
+        let start = self.now();
+        let (status, v) = self.post("/api/v1/doaction", &body).await;
+        if status == StatusCode::OK {
+            self.record(start, Op::RevokeUser { user: u });
+        } else {
+            self.odd("password change", status, &v);
+        }
+    }
+
+    async fn client_token(&self) {
+        let r = self
+            .http
+            .post(format!("{}/oauth2/token", self.base()))
+            .basic_auth(APP_KEY, Some(APP_SECRET))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        match v["access_token"].as_str() {
+            Some(token) if status == StatusCode::OK => {
+                self.known.lock().unwrap().client_tokens.push(token.into())
+            }
+            _ => self.odd("client_credentials", status, &v),
+        }
+    }
+
+    async fn client_check(&self) {
+        let (token, id) = {
+            let known = self.known.lock().unwrap();
+            if known.client_tokens.is_empty() {
+                return;
+            }
+            let id = rand::rng().random_range(0..known.client_tokens.len());
+            (known.client_tokens[id].clone(), id)
+        };
+        let start = self.now();
+        let (status, v) = self
+            .post("/api/v1/check_token", &json!({ "token": token }))
+            .await;
+        match (status, v["code"].as_i64()) {
+            (StatusCode::OK, _) => self.record(
+                start,
+                Op::ClientCheck {
+                    token: id,
+                    valid: true,
+                },
+            ),
+            (StatusCode::UNAUTHORIZED, Some(102)) => self.record(
+                start,
+                Op::ClientCheck {
+                    token: id,
+                    valid: false,
+                },
+            ),
+            _ => self.odd("client check", status, &v),
+        }
+    }
+
+    /// One worker: random operations with random pauses until `ops` were started.
+    async fn worker(self: Arc<Self>, budget: Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::Ordering;
+        // Taken one at a time, never below zero.
+        while budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            let roll = rand::rng().random_range(0..1000);
+            let u = rand::rng().random_range(0..USERS);
+            match roll {
+                0..=99 => self.login(u).await,
+                100..=299 => self.refresh().await,
+                300..=339 => self.logout(false).await,
+                340..=354 => self.logout(true).await,
+                355..=364 => self.change_password(u).await,
+                365..=384 => self.client_token().await,
+                385..=424 => self.client_check().await,
+                _ => self.check().await,
+            }
+            let pause = rand::rng().random_range(0..300);
+            if pause > 0 {
+                tokio::time::sleep(Duration::from_micros(pause)).await;
+            }
+        }
+    }
+}
+
+/// Settings of the run: the cap, and no limits or checks that would refuse its own
+/// traffic (the same user logs in from many clients at once).
+fn adjust(settings: &mut Settings) {
+    settings.rules.max_sessions_per_user = CAP;
+    settings.rules.freshness_window = 0;
+    let limits = &mut settings.rules.limits;
+    limits.login_failures = 0;
+    limits.ip_authorize = 0;
+    limits.ip_doaction = 0;
+    limits.ip_get_verify = 0;
+    limits.ip_unknown_clients = 0;
+}
+
+/// Runs the workload against `bases`, then the quiescent checks, and checks the history.
+async fn run(what: &str, bases: Vec<String>) -> checker::Report {
+    let ops: usize = std::env::var("HISTORY_OPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let run = Arc::new(Run {
+        started: Instant::now(),
+        history: Mutex::new(History {
+            cap: CAP,
+            ..History::default()
+        }),
+        known: Mutex::default(),
+        bases,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(WORKERS)
+            .build()
+            .unwrap(),
+        unknown: Mutex::default(),
+    });
+    let budget = Arc::new(std::sync::atomic::AtomicUsize::new(ops));
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|_| tokio::spawn(run.clone().worker(budget.clone())))
+        .collect();
+    for w in workers {
+        w.await.unwrap();
+    }
+    // A burst at the end: 40 logins of one user at once (the cap must keep the newest).
+    let burst: Vec<_> = (0..40).map(|_| run.login(0)).collect();
+    futures::future::join_all(burst).await;
+    let took = run.now();
+    // Quiescence: every pair checked once more.
+    let tokens = run.known.lock().unwrap().tokens.clone();
+    let mut quiescent = Vec::new();
+    for (pair, (access, _)) in tokens.iter().enumerate() {
+        if let Some(live) = run.check_pair(pair, access).await {
+            quiescent.push((pair, live));
+        }
+    }
+    let mut history = std::mem::take(&mut *run.history.lock().unwrap());
+    history.quiescent = quiescent;
+    let report = history.check();
+    let unknown = run.unknown.lock().unwrap();
+    println!(
+        "history {what}: {} operations in {took:.1?} ({} logins, {} pairs); checks {} valid, {} refused; \
+         refreshes {} ok, {} refused ({} replays); {} revocations; {} pairs live at the end; \
+         {} answers neither success nor refusal; {} violations",
+        report.ops,
+        report.logins,
+        history.pairs.len(),
+        report.checks_valid,
+        report.checks_refused,
+        report.refreshes_ok,
+        report.refreshes_refused,
+        report.replays,
+        report.revocations,
+        report.live_at_end,
+        unknown.len(),
+        report.violations.len(),
+    );
+    let mut kinds: std::collections::BTreeMap<String, usize> = Default::default();
+    for v in &report.violations {
+        let kind = if v.contains("checked valid") {
+            "checked valid after a revocation answered"
+        } else if v.contains("spent at") {
+            "refresh token spent after a revocation answered"
+        } else if v.contains("times") {
+            "refresh token spent twice"
+        } else if v.contains("client_credentials") {
+            "client_credentials token refused"
+        } else if v.contains("over the cap") {
+            "more live pairs than the cap"
+        } else if v.contains("must live") {
+            "fewer live pairs than the cap allows"
+        } else if v.contains("dead at the end") {
+            "a pair nothing revoked is dead"
+        } else {
+            "live at the end after a revocation"
+        };
+        *kinds.entry(kind.to_owned()).or_default() += 1;
+    }
+    for (kind, n) in &kinds {
+        println!("  {n:>5} × {kind}");
+    }
+    for v in report.violations.iter().take(8) {
+        println!("  e.g. {v}");
+    }
+    assert!(
+        unknown.is_empty(),
+        "unexpected answers: {:?}",
+        &unknown[..unknown.len().min(10)]
+    );
+    assert!(
+        report.ops >= ops * 9 / 10,
+        "only {} operations recorded",
+        report.ops
+    );
+    report
+}
+
+/// Two instances on the same stores, the test client, the loose client and the users.
+async fn two_instances(
+    backend: Backend,
+    adjust_more: impl Fn(&mut Settings),
+) -> (TestApp, Vec<String>) {
+    let (mut settings, db, sqlite) = TestApp::fresh_settings(backend).await;
+    adjust(&mut settings);
+    adjust_more(&mut settings);
+    let first = TestApp::start(backend, settings.clone(), db, sqlite).await;
+    first
+        .create_client(APP_KEY, APP_SECRET, 3600, false, None)
+        .await;
+    first.create_loose_client(LOOSE, LOOSE_SECRET).await;
+    for u in 0..USERS {
+        first.create_user(&user(u), PASSWORD).await;
+    }
+    let state = if backend.redis() {
+        // A second server's own state (its connections, its near cache) on the same
+        // database and Redis.
+        app::state(&settings).await.expect("second instance")
+    } else {
+        // The in-process store lives in one process: a second listener on its state.
+        first.state.clone()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bases = vec![
+        first.base.clone(),
+        format!("http://{}", listener.local_addr().unwrap()),
+    ];
+    tokio::spawn(app::run(listener, state, std::future::pending()));
+    (first, bases)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MariaDB and Redis: cargo test -- --include-ignored"]
+async fn revocation_holds_over_a_concurrent_history_on_redis() {
+    let (app, bases) = two_instances(Backend::Real, |_| {}).await;
+    let report = run("on MariaDB + Redis, two instances", bases).await;
+    assert!(
+        report.violations.is_empty(),
+        "{} violations",
+        report.violations.len()
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MariaDB and Redis: cargo test -- --include-ignored"]
+async fn revocation_holds_over_a_concurrent_history_on_redis_with_the_near_cache() {
+    let (app, bases) = two_instances(Backend::Real, |s| s.near_cache = Some(10_000)).await;
+    let report = run(
+        "on MariaDB + Redis, two instances with the near cache",
+        bases,
+    )
+    .await;
+    assert!(
+        report.violations.is_empty(),
+        "{} violations",
+        report.violations.len()
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_holds_over_a_concurrent_history_on_the_embedded_stores() {
+    let (app, bases) = two_instances(Backend::Embedded, |_| {}).await;
+    let report = run("on the embedded stores, two listeners", bases).await;
+    assert!(
+        report.violations.is_empty(),
+        "{} violations",
+        report.violations.len()
+    );
+    app.cleanup().await;
+}
