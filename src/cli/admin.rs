@@ -6,7 +6,7 @@ use super::args::{ClientCommand, Command, ImportArgs, StoreArgs, UserCommand};
 use super::CliError;
 use crate::app::{self, Settings};
 use crate::domain::admin::ClientSpec;
-use crate::domain::import::{import_legacy_tokens, Progress};
+use crate::domain::import::{import_legacy_tokens, ImportOptions, Progress};
 use crate::secret::Secret;
 use crate::store::import::LegacyTable;
 use crate::store::tokens::Tokens;
@@ -163,7 +163,12 @@ async fn import_legacy(
         .legacy_tables()
         .await
         .map_err(CliError::Import)?;
-    let summary = import_legacy_tokens(&source, redis, args.batch_size, &progress)
+    let options = ImportOptions {
+        batch_size: args.batch_size,
+        overlap: args.overlap_ids,
+        all: args.all,
+    };
+    let summary = import_legacy_tokens(&source, redis, options, &progress)
         .await
         .map_err(CliError::Import)?;
     println!(
@@ -176,7 +181,7 @@ async fn import_legacy(
     ] {
         println!(
             "{}: imported {}, already present {}, skipped {} (expired {}, invalid {}); \
-             {} rows read, ids {}..{}",
+             {} rows read after id {}, mark {}..{}",
             table.name(),
             t.imported,
             t.present,
@@ -184,6 +189,7 @@ async fn import_legacy(
             t.expired,
             t.invalid,
             t.read,
+            t.read_from,
             t.mark_before,
             t.mark_after
         );

@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::app;
+use crate::domain::import::ImportOptions;
 use crate::domain::limits::Limits;
 use crate::domain::password::Argon2Settings;
 use crate::domain::Rules;
@@ -159,8 +160,16 @@ pub struct ImportArgs {
     #[arg(long, env = "TOKENCACHE_LEGACY_DATABASE_URL", hide_env_values = true)]
     pub from: Option<String>,
     /// Rows read and written per batch.
-    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    #[arg(long, default_value_t = ImportOptions::DEFAULT.batch_size, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub batch_size: u64,
+    /// Ids before the resume mark read again by each run: the original commits rows out of
+    /// id order while it serves, and a mark would skip those (reading a row again is
+    /// harmless).
+    #[arg(long, default_value_t = ImportOptions::DEFAULT.overlap)]
+    pub overlap_ids: u64,
+    /// Read every row, whatever the mark: the final pass, once the original has stopped.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -2,9 +2,16 @@
 //! nobody out. Every row of its two token tables whose `expires` is still ahead becomes
 //! a token of tokencache's own (hashed key, the user's index, TTL = the time it has
 //! left); the rest are counted and skipped. Batches by id, each followed by a resume
-//! mark in the token store: an interrupted run goes on where it stopped, and a run
-//! after a complete one reads only the rows added since (so a token revoked after its
-//! import is never brought back). The old rows are never changed.
+//! mark in the token store, kept per source (the database's name and its token tables'
+//! creation times: a copy of the database under the same name is another source).
+//!
+//! A run goes on from `overlap` ids before its mark: while the original still serves,
+//! its rows become visible out of id order (id 100 can commit after 101 was read), and a
+//! mark taken then would skip them for good. `--all` reads every row: the final pass,
+//! once the original has stopped. Reading a row again is always safe: a token is written
+//! only where its key is free (`SET NX`), and a token revoked since its import keeps the
+//! revoked value in its key until it would have expired, so nothing is brought back.
+//! The old rows are never changed.
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -25,8 +32,10 @@ pub struct TableSummary {
     pub expired: u64,
     /// Rows with an empty token or username: no client can hold such a token.
     pub invalid: u64,
-    /// The resume mark before and after this run (the last row id carried over).
+    /// The resume mark before and after this run (the last row id carried over), and the
+    /// id after which this run read.
     pub mark_before: i64,
+    pub read_from: i64,
     pub mark_after: i64,
 }
 
@@ -47,15 +56,35 @@ pub trait Progress {
     fn finish(&self);
 }
 
-/// Imports both tables, access tokens first, in batches of `batch_size` rows.
+/// How a run reads.
+#[derive(Debug, Clone, Copy)]
+pub struct ImportOptions {
+    /// Rows read and written per batch.
+    pub batch_size: u64,
+    /// Ids before the resume mark read again (rows committed out of id order).
+    pub overlap: u64,
+    /// Every row, whatever the mark (the final pass after the original stopped).
+    pub all: bool,
+}
+
+impl ImportOptions {
+    /// The defaults: the command line's read these.
+    pub const DEFAULT: ImportOptions = ImportOptions {
+        batch_size: 20_000,
+        overlap: 10_000,
+        all: false,
+    };
+}
+
+/// Imports both tables, access tokens first, as `options` say.
 pub async fn import_legacy_tokens<S: LegacySource, T: TokenImport>(
     source: &S,
     tokens: &T,
-    batch_size: u64,
+    options: ImportOptions,
     progress: &dyn Progress,
 ) -> Result<ImportSummary, StoreError> {
     let started = Instant::now();
-    let name = source.source_name().await?;
+    let (name, identity) = source.source_name().await?;
     let lifetimes = source.client_lifetimes().await?;
     let mut tables = [TableSummary::default(), TableSummary::default()];
     for (table, summary) in [LegacyTable::Access, LegacyTable::Refresh]
@@ -63,14 +92,7 @@ pub async fn import_legacy_tokens<S: LegacySource, T: TokenImport>(
         .zip(tables.iter_mut())
     {
         import_table(
-            source,
-            tokens,
-            &name,
-            table,
-            &lifetimes,
-            batch_size.max(1),
-            progress,
-            summary,
+            source, tokens, &identity, table, &lifetimes, options, progress, summary,
         )
         .await?;
         progress.finish();
@@ -91,14 +113,22 @@ async fn import_table<S: LegacySource, T: TokenImport>(
     name: &str,
     table: LegacyTable,
     lifetimes: &HashMap<String, i32>,
-    batch_size: u64,
+    options: ImportOptions,
     progress: &dyn Progress,
     summary: &mut TableSummary,
 ) -> Result<(), StoreError> {
+    let batch_size = options.batch_size.max(1);
     let mut mark = tokens.import_mark(name, table).await?;
     summary.mark_before = mark;
-    progress.start(table, source.legacy_count(table, mark).await?);
-    let mut rows = source.legacy_rows(table, mark, batch_size).await?;
+    let from = if options.all {
+        0
+    } else {
+        mark.saturating_sub(i64::try_from(options.overlap).unwrap_or(i64::MAX))
+            .max(0)
+    };
+    summary.read_from = from;
+    progress.start(table, source.legacy_count(table, from).await?);
+    let mut rows = source.legacy_rows(table, from, batch_size).await?;
     while let Some(last) = rows.last().map(|r| r.id) {
         // One clock reading a batch: a row is live when it still is at this instant.
         let now = crate::clock::unix_now();
@@ -113,8 +143,9 @@ async fn import_table<S: LegacySource, T: TokenImport>(
         // The batch, then its mark (an interruption repeats at most the batch it cut,
         // whose tokens SET NX then finds present), while the next batch is read: the
         // database and Redis work at the same time.
+        // The mark never goes back (a batch of the overlap ends below it).
         let (stored, next) = tokio::join!(
-            tokens.import_batch(name, table, last, &batch),
+            tokens.import_batch(name, table, last.max(mark), &batch),
             source.legacy_rows(table, last, batch_size)
         );
         for stored in stored? {
@@ -124,7 +155,7 @@ async fn import_table<S: LegacySource, T: TokenImport>(
                 summary.present += 1;
             }
         }
-        mark = last;
+        mark = last.max(mark);
         summary.read += rows.len() as u64;
         progress.advance(rows.len() as u64);
         rows = next?;

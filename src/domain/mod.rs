@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use crate::secret::Secret;
 use crate::store::{
-    AccessRecord, FamilyId, IssuedPair, RecordStore, RefreshRecord, Revocation, StoreError,
-    TokenHash, TokenStore,
+    AccessRecord, FamilyId, Issue, IssuedPair, ParentPair, RecordStore, RefreshRecord, Revocation,
+    StoreError, TokenHash, TokenStore,
 };
 use delivery::{Channel, CodeDelivery, DeliveryError};
 use limits::Limits;
@@ -46,8 +46,9 @@ pub struct Rules {
     /// How long the OAuth endpoints use a client read from the records before reading
     /// it again (0: every call reads it).
     pub client_cache: Duration,
-    /// Pairs a user's index keeps: past it (by an eighth at most) the oldest are revoked
-    /// (0: no cap). Bounds what one account can make Redis hold and what revoking it reads.
+    /// Pairs a user's index keeps: past it the oldest are revoked, each login or refresh
+    /// trimming to exactly the cap (0: no cap). Bounds what one account can make Redis
+    /// hold and what revoking it reads. A client's own tokens are not counted.
     pub max_sessions_per_user: usize,
 }
 
@@ -208,14 +209,16 @@ impl<T: TokenStore + Revocation, R: RecordStore> Engine<T, R> {
         })
     }
 
-    /// Creates and stores a new pair for a user of a client. `family` is the login the
-    /// pair descends from (`None`: a new login); `refresh` says whether a refresh token
-    /// is issued with it, and who may redeem it.
+    /// Creates and stores a new pair for a user of a client. `parent` is the pair it is
+    /// refreshed from (`None`: a new login), which must still be live when the new pair
+    /// is filed (102 otherwise: a revocation took it meanwhile); `refresh` says whether a
+    /// refresh token is issued with it, and who may redeem it. Past the session cap the
+    /// user's oldest pairs are revoked before this answers.
     pub(crate) async fn issue(
         &self,
         route: &'static str,
         grant: Grant<'_>,
-        family: Option<FamilyId>,
+        parent: Option<ParentPair>,
         refresh: Refresh,
     ) -> Result<Issued, DomainError> {
         let lifetime = grant.lifetime.max(1);
@@ -229,7 +232,7 @@ impl<T: TokenStore + Revocation, R: RecordStore> Engine<T, R> {
             lifetime,
         };
         let access_hash = TokenHash::of(&access_token);
-        let family = family.unwrap_or_else(FamilyId::random);
+        let family = parent.map_or_else(FamilyId::random, |p| p.family);
         let refresh_token = (refresh != Refresh::None).then(token::generate);
         let refresh = refresh_token.as_ref().map(|t| {
             let record = RefreshRecord {
@@ -249,18 +252,12 @@ impl<T: TokenStore + Revocation, R: RecordStore> Engine<T, R> {
             refresh,
             family,
         };
-        let pairs = self.tokens.issue(&pair).await?;
-        crate::telemetry::tokens_issued(route);
-        // Trimmed past an eighth over the cap, back to the cap: one trim (its reads and
-        // deletions) serves cap/8 new pairs instead of each (a cap under 8 stays exact).
         let cap = self.rules.max_sessions_per_user;
-        if cap > 0 && pairs > (cap + cap / 8) as u64 {
-            // The pair is issued already: a failure here leaves the index long, it does
-            // not undo the login.
-            if let Err(e) = self.tokens.revoke_oldest(grant.username, cap).await {
-                tracing::warn!(error = %e, username = grant.username, "could not trim the user's sessions");
-            }
+        match self.tokens.issue(&pair, parent.as_ref(), cap).await? {
+            Issue::Issued => {}
+            Issue::ParentRevoked => return Err(DomainError::InvalidToken),
         }
+        crate::telemetry::tokens_issued(route);
         Ok(Issued {
             access_token: Secret::new(access_token),
             refresh_token: refresh_token.map(Secret::new),

@@ -2,7 +2,7 @@
 //! gets a new pair with the same user, client, token type and lifetime. Presenting it
 //! again revokes every pair of the login it descends from. No SQL.
 use super::{required, DomainError, Engine, Grant, Issued, Refresh};
-use crate::store::{RecordStore, RefreshState, Revocation, TokenHash, TokenStore};
+use crate::store::{ParentPair, RecordStore, RefreshState, Revocation, TokenHash, TokenStore};
 use crate::telemetry;
 
 impl<T: TokenStore + Revocation, R: RecordStore> Engine<T, R> {
@@ -70,12 +70,12 @@ impl<T: TokenStore + Revocation, R: RecordStore> Engine<T, R> {
             token_type: &g.token_type,
             lifetime: g.lifetime,
         };
-        self.issue(
-            "refresh_token",
-            grant,
-            Some(record.family),
-            Refresh::of(&record),
-        )
-        .await
+        let parent = ParentPair {
+            access: record.access,
+            refresh: *hash,
+            family: record.family,
+        };
+        self.issue("refresh_token", grant, Some(parent), Refresh::of(&record))
+            .await
     }
 }

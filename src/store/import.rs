@@ -43,9 +43,10 @@ pub struct LegacyRow {
 
 /// The database that holds the original's token tables.
 pub trait LegacySource: Send + Sync {
-    /// Where the rows come from, for the summary and the resume mark: host and database,
-    /// never a password.
-    fn source_name(&self) -> impl Future<Output = Result<String, StoreError>> + Send;
+    /// Where the rows come from: its name for the summary (the database's, never a
+    /// password), and its identity for the resume mark (the name and the token tables'
+    /// creation times: a copy restored under the same name elsewhere is another source).
+    fn source_name(&self) -> impl Future<Output = Result<(String, String), StoreError>> + Send;
 
     /// How many rows of `table` have an id above `after_id`.
     fn legacy_count(

@@ -8,8 +8,8 @@ pub mod tokens;
 
 pub use records::{Client, NewClient, NewUser, Profile, RecordStore, User};
 pub use tokens::{
-    AccessRecord, Codes, Counter, Counters, FamilyId, IssuedPair, RefreshRecord, RefreshState,
-    Revocation, TokenBackend, TokenHash, TokenStore,
+    AccessRecord, Codes, Counter, Counters, FamilyId, Issue, IssuedPair, ParentPair, RefreshRecord,
+    RefreshState, Revocation, TokenBackend, TokenHash, TokenStore,
 };
 
 /// A failure of a store: the service is unreachable, too slow, or answered nonsense.

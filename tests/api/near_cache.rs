@@ -227,3 +227,29 @@ async fn the_near_cache_is_refused_on_a_cluster_at_start() {
         "{text}"
     );
 }
+
+/// Redis held slow right after a revocation (`DEBUG SLEEP`, as a fork or a slow command
+/// would): the invalidation B received is applied at once, whatever its health check is
+/// waiting for, and B's first check after the logout answered refuses the token (a miss
+/// then waits for Redis like any check). Twenty times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MariaDB and redis-server: cargo test -- --include-ignored"]
+async fn an_invalidation_is_applied_while_redis_is_slow_to_answer() {
+    let (a, b, _redis, port) = pair().await;
+    for trial in 0..20 {
+        let (token, _) = a.login().await;
+        cached_on(&b, port, &token).await;
+        let (status, _) = a.post("/api/v1/logout", &json!({"token": token})).await;
+        assert_eq!(status, StatusCode::OK);
+        let sleeper = tokio::task::spawn_blocking(move || {
+            cli(port, &["debug", "sleep", "0.3"]);
+        });
+        let (status, v) = b.check_token(&token).await;
+        assert_eq!(
+            (status, &v["code"]),
+            (StatusCode::UNAUTHORIZED, &json!(102)),
+            "trial {trial}: B's first check after the logout answered: {v}"
+        );
+        sleeper.await.unwrap();
+    }
+}

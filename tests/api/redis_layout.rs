@@ -50,11 +50,11 @@ async fn redis_keys_carry_the_client_lifetimes_and_never_the_raw_token() {
         (7195..=7200).contains(&refresh_ttl),
         "refresh TTL {refresh_ttl}"
     );
-    let index_ttl = ttl(format!("{prefix}u:alice")).await;
+    let index_ttl = ttl(format!("{prefix}u:{{alice}}")).await;
     assert!((7195..=7200).contains(&index_ttl), "index TTL {index_ttl}");
 
-    // No key and no value holds a raw token; the index holds one 17-byte member for
-    // the pair: "r" and the refresh key's hash.
+    // No key and no value holds a raw token; the index holds one 39-byte member for
+    // the pair: "p", the access and refresh keys' hashes and the family.
     let contains =
         |hay: &[u8], needle: &str| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
     for key in &keys {
@@ -80,11 +80,13 @@ async fn redis_keys_carry_the_client_lifetimes_and_never_the_raw_token() {
                 .unwrap()
         };
         if kind == "zset" {
+            let access_hash = access_keys[0].rsplit(':').next().unwrap();
             let refresh_hash = refresh_keys[0].rsplit(':').next().unwrap();
             assert_eq!(dump.len(), 1, "{key}");
-            assert_eq!(dump[0].len(), 17, "{key}");
-            assert_eq!(dump[0][0], b'r', "{key}");
-            assert_eq!(b64(&dump[0][1..]), refresh_hash, "{key}");
+            assert_eq!(dump[0].len(), 39, "{key}");
+            assert_eq!(dump[0][0], b'p', "{key}");
+            assert_eq!(b64(&dump[0][1..17]), access_hash, "{key}");
+            assert_eq!(b64(&dump[0][17..33]), refresh_hash, "{key}");
         }
         for value in dump {
             assert!(

@@ -236,12 +236,28 @@ impl History {
                 }
             }
         }
+        // A pair issued while a revocation of its user ran may have come before it: it
+        // may be dead as well as live.
+        for e in &self.events {
+            if let Op::RevokeUser { user } = &e.op {
+                for (id, p) in self.pairs.iter().enumerate() {
+                    if p.user == *user && p.issued.0 < e.end {
+                        maybe_revoked.extend(self.descendants(id, &children));
+                    }
+                }
+            }
+        }
         for e in replays {
             let Op::Refresh { from, .. } = &e.op else {
                 continue;
             };
-            report.replays += 1;
             let family = self.pairs[*from].family;
+            for (id, p) in self.pairs.iter().enumerate() {
+                if p.family == family && p.issued.0 < e.end {
+                    maybe_revoked.extend(self.descendants(id, &children));
+                }
+            }
+            report.replays += 1;
             let roots = self
                 .pairs
                 .iter()

@@ -447,6 +447,33 @@ async fn run(what: &str, bases: Vec<String>) -> checker::Report {
     for v in report.violations.iter().take(8) {
         println!("  e.g. {v}");
     }
+    if std::env::var_os("HISTORY_DUMP").is_some() {
+        // The user's events, to read a violation by.
+        for v in report.violations.iter().take(2) {
+            let Some(pair) = v
+                .strip_prefix("pair ")
+                .and_then(|r| r.split(' ').next())
+                .and_then(|n| n.parse::<usize>().ok())
+            else {
+                continue;
+            };
+            let user = history.pairs[pair].user;
+            println!("  pair {pair}: {:?}", history.pairs[pair]);
+            for e in &history.events {
+                let mine = match &e.op {
+                    Op::Login { pair } | Op::Check { pair, .. } | Op::Logout { pair } => {
+                        history.pairs[*pair].user == user
+                    }
+                    Op::Refresh { from, .. } => history.pairs[*from].user == user,
+                    Op::RevokeUser { user: u } => *u == user,
+                    Op::ClientCheck { .. } => false,
+                };
+                if mine && e.end + Duration::from_millis(30) > history.pairs[pair].issued.0 {
+                    println!("    {:?}..{:?} {:?}", e.start, e.end, e.op);
+                }
+            }
+        }
+    }
     assert!(
         unknown.is_empty(),
         "unexpected answers: {:?}",

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use chrono::NaiveDateTime;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use sha2::Digest as _;
 
 use super::sea::SeaRecords;
 use crate::secret::Secret;
@@ -50,7 +51,7 @@ impl SeaRecords {
 }
 
 impl LegacySource for LegacyTables<'_> {
-    async fn source_name(&self) -> Result<String, StoreError> {
+    async fn source_name(&self) -> Result<(String, String), StoreError> {
         let row = self
             .records
             .bounded(
@@ -58,18 +59,33 @@ impl LegacySource for LegacyTables<'_> {
                 self.records.connection().query_one(Statement::from_string(
                     self.records.connection().get_database_backend(),
                     match self.records.connection().get_database_backend() {
-                        // The database's name alone: a host name changes with a failover
-                        // or a new container, and a run that found no mark would read
-                        // every row again.
-                        DbBackend::MySql => "SELECT CAST(DATABASE() AS CHAR) AS name",
-                        _ => "SELECT 'sqlite' AS name",
+                        // The database's name and when its token tables were made: not the
+                        // host (a failover or a new container changes it, and a run that
+                        // found no mark would read every row again), but a copy restored
+                        // under the same name is a source of its own.
+                        DbBackend::MySql => {
+                            "SELECT CAST(DATABASE() AS CHAR) AS name, \
+                             CAST(COALESCE((SELECT GROUP_CONCAT(CONCAT(TABLE_NAME, '@', \
+                             COALESCE(CREATE_TIME, '')) ORDER BY TABLE_NAME SEPARATOR ',') \
+                             FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() \
+                             AND TABLE_NAME IN ('oauth2_access_token', 'oauth2_refresh_token')), \
+                             '') AS CHAR) AS made"
+                        }
+                        _ => "SELECT 'sqlite' AS name, '' AS made",
                     },
                 )),
             )
             .await?;
-        Ok(row
+        let name = row
+            .as_ref()
             .and_then(|r| r.try_get::<String>("", "name").ok())
-            .unwrap_or_else(|| "unknown".into()))
+            .unwrap_or_else(|| "unknown".into());
+        let made = row
+            .and_then(|r| r.try_get::<String>("", "made").ok())
+            .unwrap_or_default();
+        let digest = sha2::Sha256::digest(made.as_bytes());
+        let identity = format!("{name}@{}", hex::encode(&digest[..6]));
+        Ok((name, identity))
     }
 
     async fn legacy_count(&self, table: LegacyTable, after_id: i64) -> Result<u64, StoreError> {

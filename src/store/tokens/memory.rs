@@ -6,8 +6,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::super::{
-    AccessRecord, Codes, Counter, Counters, FamilyId, IssuedPair, RefreshState, Revocation,
-    StoreError, TokenHash, TokenStore,
+    AccessRecord, Codes, Counter, Counters, FamilyId, Issue, IssuedPair, ParentPair, RefreshState,
+    Revocation, StoreError, TokenHash, TokenStore,
 };
 use crate::secret::Secret;
 
@@ -20,6 +20,10 @@ struct Member {
     access: TokenHash,
     refresh: Option<TokenHash>,
     family: FamilyId,
+    /// When the pair ends, and the order it was filed in: the cap drops the pairs that
+    /// end first (the oldest, for pairs of one lifetime), as Redis's index scores them.
+    end: Instant,
+    filed: u64,
 }
 
 #[derive(Default)]
@@ -29,6 +33,8 @@ struct State {
     once: HashMap<String, Instant>,
     by_user: HashMap<String, HashSet<Member>>,
     writes: u32,
+    /// Pairs filed so far (their order).
+    filed: u64,
     counters: HashMap<String, (u64, Instant)>,
     locks: HashMap<String, Instant>,
     codes: HashMap<String, (Secret, Instant)>,
@@ -138,34 +144,70 @@ impl TokenStore for MemoryTokens {
         Ok(live(&self.guard().access, hash, Instant::now()))
     }
 
-    async fn issue(&self, pair: &IssuedPair) -> Result<u64, StoreError> {
+    async fn issue(
+        &self,
+        pair: &IssuedPair,
+        parent: Option<&ParentPair>,
+        cap: usize,
+    ) -> Result<Issue, StoreError> {
+        // Everything under one lock: the parent check, the filing, the cap.
         let now = Instant::now();
         let ttl = u64::from(pair.access.lifetime);
         let mut state = self.guard();
+        let Some((refresh_hash, record)) = &pair.refresh else {
+            // A client's own token: no user's index, no cap.
+            state
+                .access
+                .insert(pair.access_hash, (pair.access.clone(), now + lifetime(ttl)));
+            state.wrote(now);
+            return Ok(Issue::Issued);
+        };
+        let username = &pair.access.username;
+        if let Some(parent) = parent {
+            let filed = state.by_user.get(username).is_some_and(|set| {
+                set.iter().any(|m| {
+                    m.access == parent.access
+                        && m.refresh == Some(parent.refresh)
+                        && m.family == parent.family
+                        && m.end > now
+                })
+            });
+            if !filed {
+                return Ok(Issue::ParentRevoked);
+            }
+        }
+        state.filed += 1;
+        let member = Member {
+            access: pair.access_hash,
+            refresh: Some(*refresh_hash),
+            family: pair.family,
+            end: now + lifetime(ttl * 2),
+            filed: state.filed,
+        };
         state
             .by_user
-            .entry(pair.access.username.clone())
+            .entry(username.clone())
             .or_default()
-            .insert(Member {
-                access: pair.access_hash,
-                refresh: pair.refresh.as_ref().map(|(h, _)| *h),
-                family: pair.family,
-            });
+            .insert(member);
         state
             .access
             .insert(pair.access_hash, (pair.access.clone(), now + lifetime(ttl)));
-        if let Some((hash, record)) = &pair.refresh {
-            state.refresh.insert(
-                *hash,
-                (RefreshState::Live(record.clone()), now + lifetime(ttl * 2)),
-            );
+        state.refresh.insert(
+            *refresh_hash,
+            (RefreshState::Live(record.clone()), now + lifetime(ttl * 2)),
+        );
+        if cap > 0 {
+            let set = &state.by_user[username];
+            if set.len() > cap {
+                let mut members: Vec<Member> = set.iter().copied().collect();
+                members.sort_by_key(|m| (m.end, m.filed));
+                let oldest: HashSet<Member> =
+                    members[..members.len() - cap].iter().copied().collect();
+                state.revoke(username, |m| oldest.contains(m));
+            }
         }
         state.wrote(now);
-        let pairs = state
-            .by_user
-            .get(&pair.access.username)
-            .map_or(0, |set| set.len());
-        Ok(pairs as u64)
+        Ok(Issue::Issued)
     }
 
     async fn refresh(&self, hash: &TokenHash) -> Result<Option<RefreshState>, StoreError> {
@@ -205,37 +247,21 @@ impl Revocation for MemoryTokens {
     }
 
     async fn revoke_pair(&self, username: &str, access: &TokenHash) -> Result<u64, StoreError> {
-        Ok(self.guard().revoke(username, |m| m.access == *access))
+        let mut state = self.guard();
+        let mut revoked = state.revoke(username, |m| m.access == *access);
+        // A token filed nowhere (a client's own) is revoked alone.
+        if state
+            .access
+            .remove(access)
+            .is_some_and(|(_, u)| u > Instant::now())
+        {
+            revoked += 1;
+        }
+        Ok(revoked)
     }
 
     async fn revoke_family(&self, username: &str, family: &FamilyId) -> Result<u64, StoreError> {
         Ok(self.guard().revoke(username, |m| m.family == *family))
-    }
-
-    async fn revoke_oldest(&self, username: &str, keep: usize) -> Result<u64, StoreError> {
-        let mut state = self.guard();
-        let Some(set) = state.by_user.get(username) else {
-            return Ok(0);
-        };
-        if set.len() <= keep {
-            return Ok(0);
-        }
-        // A pair ends with its longest-lived token, as the Redis index scores it.
-        let end = |m: &Member| {
-            let access = state.access.get(&m.access).map(|(_, until)| *until);
-            let refresh = m
-                .refresh
-                .and_then(|r| state.refresh.get(&r).map(|(_, until)| *until));
-            access.max(refresh)
-        };
-        let mut members: Vec<(Option<Instant>, Member)> =
-            set.iter().map(|m| (end(m), *m)).collect();
-        members.sort_by_key(|(until, _)| *until);
-        let oldest: HashSet<Member> = members[..members.len() - keep]
-            .iter()
-            .map(|(_, m)| *m)
-            .collect();
-        Ok(state.revoke(username, |m| oldest.contains(m)))
     }
 }
 

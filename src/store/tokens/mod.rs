@@ -131,6 +131,24 @@ pub struct IssuedPair {
     pub family: FamilyId,
 }
 
+/// The pair a refreshed pair descends from, as the user's index names it: the new pair
+/// is filed only while this one is still there (not revoked meanwhile).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParentPair {
+    pub access: TokenHash,
+    pub refresh: TokenHash,
+    pub family: FamilyId,
+}
+
+/// What `issue` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Issue {
+    /// The pair is stored and filed: it is live.
+    Issued,
+    /// Its parent was revoked before the pair could be filed: nothing of it is live.
+    ParentRevoked,
+}
+
 /// A short-lived counter (failed logins, requests per IP, wrong codes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Counter {
@@ -151,10 +169,18 @@ pub trait TokenStore: Send + Sync + 'static {
         hash: &TokenHash,
     ) -> impl Future<Output = Result<Option<AccessRecord>, StoreError>> + Send;
 
-    /// Stores a pair with its TTLs (access: `lifetime`, refresh: 2 × `lifetime`) and adds
-    /// it to the user's index of live tokens; returns how many pairs the index holds now
-    /// (for the session cap, in the same round trip).
-    fn issue(&self, pair: &IssuedPair) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Stores a pair with its TTLs (access: `lifetime`, refresh: 2 × `lifetime`) and files
+    /// it in the user's index, atomically with two checks: a refreshed pair only while
+    /// its `parent` is still filed (a revocation that removed the parent first wins, and
+    /// the pair is dropped: `ParentRevoked`); and past `cap` pairs (0: none) the index
+    /// drops its oldest, whose tokens are revoked. A pair without a refresh token (a
+    /// client's own, client_credentials) is stored alone: no user's index, no cap.
+    fn issue(
+        &self,
+        pair: &IssuedPair,
+        parent: Option<&ParentPair>,
+        cap: usize,
+    ) -> impl Future<Output = Result<Issue, StoreError>> + Send;
 
     /// The refresh token with this hash, without using it (introspection).
     fn refresh(
@@ -177,31 +203,26 @@ pub trait TokenStore: Send + Sync + 'static {
 }
 
 /// Revocation through a user's index of live pairs: a user everywhere, one pair, one
-/// login's family.
+/// login's family. Each takes the pairs out of the index in one atomic step (so that an
+/// `issue` after it cannot file a pair refreshed from them) and then revokes their tokens;
+/// it answers once every token is revoked. Each returns how many live tokens it revoked.
 pub trait Revocation: Send + Sync + 'static {
-    /// Deletes every live token of a user; returns how many keys were removed.
+    /// Revokes every pair of a user.
     fn revoke_user(&self, username: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
-    /// Deletes the pair an access token belongs to (both tokens).
+    /// Revokes the pair an access token belongs to (both tokens), or the access token
+    /// alone when it has no pair (a client's own).
     fn revoke_pair(
         &self,
         username: &str,
         access: &TokenHash,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
-    /// Deletes every pair descended from one login.
+    /// Revokes every pair descended from one login.
     fn revoke_family(
         &self,
         username: &str,
         family: &FamilyId,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-
-    /// Keeps the `keep` pairs of a user's index that live longest and deletes the rest
-    /// (the oldest); returns how many keys were removed.
-    fn revoke_oldest(
-        &self,
-        username: &str,
-        keep: usize,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
@@ -294,8 +315,13 @@ impl TokenStore for Tokens {
     async fn access(&self, hash: &TokenHash) -> Result<Option<AccessRecord>, StoreError> {
         dispatch!(self, s => s.access(hash))
     }
-    async fn issue(&self, pair: &IssuedPair) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.issue(pair))
+    async fn issue(
+        &self,
+        pair: &IssuedPair,
+        parent: Option<&ParentPair>,
+        cap: usize,
+    ) -> Result<Issue, StoreError> {
+        dispatch!(self, s => s.issue(pair, parent, cap))
     }
     async fn refresh(&self, hash: &TokenHash) -> Result<Option<RefreshState>, StoreError> {
         dispatch!(self, s => s.refresh(hash))
@@ -318,9 +344,6 @@ impl Revocation for Tokens {
     }
     async fn revoke_family(&self, username: &str, family: &FamilyId) -> Result<u64, StoreError> {
         dispatch!(self, s => s.revoke_family(username, family))
-    }
-    async fn revoke_oldest(&self, username: &str, keep: usize) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.revoke_oldest(username, keep))
     }
 }
 

@@ -9,6 +9,7 @@
 //! | 2 | used refresh (a tombstone): a refresh value with its first byte set to 2 |
 //! | 3 | refresh of a client (`/oauth2/token`): redeemed only with the client's credentials |
 //! | 4 | used refresh of a client: a value of kind 3 with its first byte set to 4 |
+//! | 5 | revoked (one byte): what a revocation leaves in place of a token until its TTL |
 //!
 //! Short values are most of what a token costs Redis: an access value of at most 28
 //! bytes (short names: 24 to 28) fits Redis's smallest string object, 104 bytes of
@@ -28,6 +29,15 @@ pub const USED_REFRESH: u8 = 2;
 pub const LIVE_CLIENT_REFRESH: u8 = 3;
 /// The first byte of such a value, used.
 pub const USED_CLIENT_REFRESH: u8 = 4;
+/// A revoked token's whole value: kept until the token would have expired, so that
+/// nothing that writes only where no value is (the legacy import's `SET NX`) can bring
+/// it back.
+pub const REVOKED: &[u8] = &[5];
+
+/// Whether a value is a revoked token's.
+pub fn is_revoked(bytes: &[u8]) -> bool {
+    bytes == REVOKED
+}
 
 #[derive(Serialize, Deserialize)]
 struct Grant<'a> {
@@ -58,6 +68,8 @@ enum Stored<'a> {
     ClientRefresh(Pair<'a>),
     #[serde(borrow)]
     UsedClientRefresh(Pair<'a>),
+    /// `REVOKED`: never decoded as a record.
+    Revoked,
 }
 
 impl<'a> Grant<'a> {
@@ -137,7 +149,7 @@ pub fn decode_refresh_state(bytes: &[u8]) -> Option<RefreshState> {
         Stored::UsedRefresh(p) => Some(RefreshState::Used(p.record(false))),
         Stored::ClientRefresh(p) => Some(RefreshState::Live(p.record(true))),
         Stored::UsedClientRefresh(p) => Some(RefreshState::Used(p.record(true))),
-        Stored::Access(_) => None,
+        Stored::Access(_) | Stored::Revoked => None,
     }
 }
 
@@ -222,6 +234,14 @@ mod tests {
         assert_eq!(encode_refresh(&client)[1..], bytes[1..]);
         // A bench-sized access value stays under Redis's 28-byte step.
         assert!(encode_access(&record("bench", "bench", "bench99")).len() <= 28);
+    }
+
+    #[test]
+    fn the_revoked_value_is_its_kind_alone() {
+        assert_eq!(encode(&Stored::Revoked), REVOKED);
+        assert!(is_revoked(REVOKED));
+        assert_eq!(decode_access(REVOKED), None);
+        assert_eq!(decode_refresh_state(REVOKED), None);
     }
 
     #[test]

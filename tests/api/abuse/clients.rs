@@ -83,3 +83,26 @@ on_both_stores! {
         }
     }
 }
+
+// The same, waited out (a window of 2 s): a signature dated at the window's far edge is
+// replayed in the window's last second, after twice the window from its first use.
+on_both_stores! {
+    async fn a_login_signature_cannot_be_replayed_in_its_windows_last_second(backend: Backend) {
+        let app = TestApp::spawn_with(backend, |s| s.rules.freshness_window = 2).await;
+        // Just after a second begins: first use at S + ~0.05 s.
+        let clock = || chrono::Utc::now().timestamp_millis();
+        let ms = clock();
+        tokio::time::sleep(std::time::Duration::from_millis((1050 - ms % 1000) as u64)).await;
+        let second = now_s();
+        // Acceptable while the time in whole seconds is at most S + 4.
+        let body = app.authorize_body("alice", PASSWORD, &(second + 2).to_string());
+        assert_eq!(app.post("/api/v1/authorize", &body).await.0, StatusCode::OK);
+        // At S + 4.3: four seconds (twice the window) after the first use, still inside
+        // the window's last second.
+        let wait = (second + 4) * 1000 + 300 - clock();
+        tokio::time::sleep(std::time::Duration::from_millis(wait as u64)).await;
+        assert_eq!(now_s(), second + 4, "the replay falls in the last second");
+        assert_fails(&app.post("/api/v1/authorize", &body).await, 401, 1003);
+        app.cleanup().await;
+    }
+}

@@ -149,8 +149,11 @@ async fn import_legacy_tokens_carries_over_exactly_the_tokens_the_original_would
     let mut conn = redis_conn().await.unwrap();
     let keys = redis_keys(&mut conn, &prefix).await;
     assert!(!keys.iter().any(|k| k.contains(LIVE_ACCESS)), "{keys:?}");
-    assert!(keys.contains(&format!("{prefix}u:18020119796")), "{keys:?}");
-    assert!(keys.contains(&format!("{prefix}u:dave")), "{keys:?}");
+    assert!(
+        keys.contains(&format!("{prefix}u:{{18020119796}}")),
+        "{keys:?}"
+    );
+    assert!(keys.contains(&format!("{prefix}u:{{dave}}")), "{keys:?}");
 
     let mut settings = TestApp::real_settings(&legacy.url);
     settings.redis_prefix = prefix.clone();
@@ -195,10 +198,11 @@ async fn import_legacy_tokens_carries_over_exactly_the_tokens_the_original_would
     assert_fails(&app.check_token(LIVE_ACCESS).await, 401, 102);
     assert_fails(&app.refresh(LIVE_REFRESH).await, 401, 102);
 
-    // Run again: nothing new to read, nothing written: the revoked tokens stay revoked.
+    // Run again: the rows are read again (the overlap before the mark), nothing is
+    // written: the revoked tokens stay revoked.
     let again = import("5000").await;
     assert!(
-        again.contains("oauth2_access_token: imported 0, already present 0, skipped 0 (expired 0, invalid 0); 0 rows read, ids 5..5"),
+        again.contains("oauth2_access_token: imported 0, already present 3, skipped 2 (expired 2, invalid 0); 5 rows read after id 0, mark 5..5"),
         "{again}"
     );
     assert_fails(&app.check_token(LIVE_ACCESS).await, 401, 102);
@@ -212,7 +216,7 @@ async fn import_legacy_tokens_carries_over_exactly_the_tokens_the_original_would
         .await;
     let late = import("5000").await;
     assert!(
-        late.contains("oauth2_access_token: imported 1, already present 0"),
+        late.contains("oauth2_access_token: imported 1, already present 3"),
         "{late}"
     );
     assert_eq!(
@@ -232,13 +236,13 @@ async fn import_legacy_tokens_carries_over_exactly_the_tokens_the_original_would
         .await
         .unwrap();
     let repeat = import("5000").await;
-    // (LIVE_REFRESH, revoked above, is written again: what deleting a mark by hand costs,
-    // as the README says.)
+    // LIVE_REFRESH, revoked above, is not written again: its key holds the revoked value.
     assert!(
-        repeat.contains("oauth2_refresh_token: imported 1, already present 1, skipped 2"),
+        repeat.contains("oauth2_refresh_token: imported 0, already present 2, skipped 2"),
         "{repeat}"
     );
     assert_fails(&app.refresh(DAVE_REFRESH).await, 401, 102);
+    assert_fails(&app.refresh(LIVE_REFRESH).await, 401, 102);
 
     // Filed under the account, not the case it was typed in: logging `dave` out revokes it.
     assert_eq!(
@@ -325,4 +329,107 @@ async fn import_legacy_tokens_reads_the_database_named_by_from_and_migrates_neit
         .strings("SHOW TABLES LIKE 'seaql_migrations'")
         .await
         .is_empty());
+}
+
+/// While the original still serves, a row can become visible after rows with higher ids
+/// were read (its transaction commits later): a run goes on from `--overlap-ids` before
+/// its mark, so the next run carries it over; with no overlap it would be skipped for
+/// good, and the final `--all` pass still finds it. A copy of the database restored under
+/// the same name is another source, with a mark of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MariaDB and Redis: cargo test -- --include-ignored"]
+async fn rows_committed_out_of_id_order_are_carried_over_and_a_copy_has_a_mark_of_its_own() {
+    let legacy = LegacyDb::create(true).await;
+    let prefix = Prefix::new();
+    let import = |args: &'static [&'static str]| {
+        let url = legacy.url.clone();
+        let prefix = prefix.0.clone();
+        async move {
+            let mut all = vec!["import-legacy-tokens"];
+            all.extend_from_slice(args);
+            succeeded(&tokencache_cli(&url, Some(&prefix), &all))
+        }
+    };
+    import(&["--overlap-ids", "0"]).await;
+    let row = |id: u32, token: &str| {
+        format!(
+            "INSERT INTO oauth2_access_token (id, access_token, token_type, app_key, username, expires) \
+             VALUES ({id}, '{token}', 'nomal', 'testapp', 'dave', UTC_TIMESTAMP() + INTERVAL 10 MINUTE)"
+        )
+    };
+    // Id 50 is read and marked; id 40 commits after it.
+    legacy
+        .exec(&row(50, "LateAccessToken50000000000000000"))
+        .await;
+    import(&["--overlap-ids", "0"]).await;
+    legacy
+        .exec(&row(40, "LateAccessToken40000000000000000"))
+        .await;
+    let app = TestApp::start(
+        Backend::Real,
+        tokencache::app::Settings {
+            redis_prefix: prefix.0.clone(),
+            ..TestApp::real_settings(&legacy.url)
+        },
+        None,
+        None,
+    )
+    .await;
+    let late = "LateAccessToken40000000000000000";
+    // With no overlap it is skipped...
+    let out = import(&["--overlap-ids", "0"]).await;
+    assert!(out.contains("0 rows read after id 50"), "{out}");
+    assert_fails(&app.check_token(late).await, 401, 102);
+    // ... by default a run reads it (ids 40 and 50 are within the overlap) ...
+    let out = import(&[]).await;
+    assert!(out.contains("oauth2_access_token: imported 1,"), "{out}");
+    assert!(out.contains("mark 50..50"), "{out}");
+    assert_eq!(app.check_token(late).await.0, StatusCode::OK);
+    // ... and so does the final pass, which reads every row and writes nothing new.
+    let out = import(&["--all"]).await;
+    assert!(
+        out.contains("oauth2_access_token: imported 0, already present 4")
+            && out.contains("rows read after id 0, mark 50..50"),
+        "{out}"
+    );
+
+    // The same database made again (a copy restored under its name): a mark of its own,
+    // so its rows are all read, not skipped as the first one's.
+    let marks_before = {
+        let mut conn = redis_conn().await.unwrap();
+        redis_keys(&mut conn, &prefix.0)
+            .await
+            .into_iter()
+            .filter(|k| k.contains(":m:"))
+            .count()
+    };
+    legacy.exec("DROP TABLE oauth2_access_token").await;
+    // A table made a second later: its creation time differs.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    legacy
+        .exec(
+            "CREATE TABLE oauth2_access_token (id int(11) NOT NULL AUTO_INCREMENT, \
+             access_token varchar(255) NOT NULL, token_type varchar(255) NOT NULL, \
+             app_key varchar(255) NOT NULL, username varchar(255) NOT NULL, \
+             expires datetime NOT NULL, PRIMARY KEY (id))",
+        )
+        .await;
+    legacy
+        .exec(&row(3, "CopiedAccessToken300000000000000"))
+        .await;
+    let out = import(&["--overlap-ids", "0"]).await;
+    assert!(out.contains("oauth2_access_token: imported 1,"), "{out}");
+    assert!(out.contains("1 rows read after id 0, mark 0..3"), "{out}");
+    assert_eq!(
+        app.check_token("CopiedAccessToken300000000000000").await.0,
+        StatusCode::OK
+    );
+    let mut conn = redis_conn().await.unwrap();
+    let marks_after = redis_keys(&mut conn, &prefix.0)
+        .await
+        .into_iter()
+        .filter(|k| k.contains(":m:"))
+        .count();
+    assert_eq!(marks_after, marks_before + 2, "two marks of the copy's own");
+    app.cleanup().await;
 }

@@ -5,23 +5,24 @@
 //!
 //! | key | type | TTL | holds |
 //! |---|---|---|---|
-//! | `P a:<hash>` | string | the client's `token_expire_time` | an access token's record |
-//! | `P r:<hash>` | string | 2 × `token_expire_time` | a refresh token's record |
-//! | `P u:<username>` | sorted set | the longest-lived member | one 17-byte member per pair (`r` + refresh hash, or `a` + access hash), score = the pair's end |
-//! | `P s:<value>` | string | the freshness window | a request signature already used |
-//! | `P n:<name>` | string (integer) | its window, from the first hit | a counter: failed logins, requests per IP, wrong codes |
+//! | `P a:<hash>` | string | the client's `token_expire_time` | an access token's record (or, revoked, the revoked value) |
+//! | `P r:<hash>` | string | 2 × `token_expire_time` | a refresh token's record (or the revoked value) |
+//! | `P u:{<username>}` | sorted set | the longest-lived member | a user's pairs: one member per pair (`index.rs`), score = the pair's end |
+//! | `P t:{<username>}` | set | as the index | a user's pairs taken out of the index, being revoked |
+//! | `P s:<value>` | string | the freshness window and a margin | a request signature already used |
+//! | `P n:<name>` | string (integer) | its window, from the first hit | a counter: login attempts, requests per network, code guesses and sends |
 //! | `P l:<name>` | string | the lock's duration | a lock: the resend lock of verification codes |
 //! | `P v:<name>` | string | the code's lifetime | a verification code |
 //! | `P m:<source>:<table>` | string (integer) | none | the last row id `import-legacy-tokens` carried over from a legacy token table |
 //!
 //! The keys of one token sit on different cluster slots (an access token is found by its
-//! hash alone, so nothing else can share its slot). So no command touches two keys of
-//! different slots except a revocation's `MGET`, which the cluster client splits by slot
-//! (and fails when a master is out of reach); deletions are one `DEL` per slot; and
-//! the writes of one operation are `Ops` in stages (`conn.rs`): one pipeline on a single
-//! node, grouped by slot stage after stage on a cluster. The one atomic step that
-//! matters, single-use refresh, is one Lua script on one key: it returns the refresh
-//! value and marks it used (same TTL), so a replay is recognised.
+//! hash alone, so nothing else can share its slot); a user's index and revoking set share
+//! one (their hash tag is the username). The writes of one operation are `Ops` in stages
+//! (`conn.rs`): one pipeline on a single node, grouped by slot stage after stage on a
+//! cluster. The atomic steps are Lua scripts on one slot: single-use refresh on the
+//! refresh key (it returns the value and marks it used, same TTL, so a replay is
+//! recognised); filing and taking pairs on the user's two keys (`index.rs` says why no
+//! interleaving can leave a revoked token valid).
 //!
 //! `<hash>` is 22 characters (128 bits of SHA-256, base64url); values are in the binary
 //! form of `value.rs`.
@@ -31,20 +32,19 @@
 //! costs deadpool-redis a PING round trip) sits on the hot path. `conn.rs` says how each
 //! mode connects and why no command is ever sent twice.
 mod conn;
+mod import;
+mod index;
 mod near;
 
-use conn::Ops;
 pub use conn::{slot_of, OpenError, RedisConn, RedisMode, RedisTarget};
-use redis::{AsyncCommands, Cmd, RedisError};
+use redis::{AsyncCommands, RedisError};
 
-use super::super::import::{ImportedToken, LegacyTable, TokenImport};
 use super::super::{
-    AccessRecord, Codes, Counter, Counters, FamilyId, IssuedPair, RefreshState, Revocation,
-    StoreError, TokenHash, TokenStore,
+    AccessRecord, Codes, Counter, Counters, FamilyId, Issue, IssuedPair, ParentPair, RefreshState,
+    Revocation, StoreError, TokenHash, TokenStore,
 };
 use super::keys::kind;
 use super::value;
-use crate::clock::unix_now;
 use crate::secret::Secret;
 use crate::telemetry::{self, StoreOp};
 
@@ -112,128 +112,6 @@ impl RedisTokens {
         key.push_str(kind);
         key.push_str(suffix);
         key
-    }
-
-    /// Deletes the pairs of a user's index that `select` picks: their keys and their
-    /// members. Three round trips: the members, the refresh values (which name each
-    /// pair's access token and family), the deletions.
-    async fn revoke_members(
-        &self,
-        username: &str,
-        operation: &'static str,
-        select: impl Fn(&IndexedPair) -> bool,
-    ) -> Result<u64, StoreError> {
-        let index = self.key(kind::INDEX, username);
-        let mut conn = self.conn.clone();
-        let members: Vec<Vec<u8>> = self.bounded(operation, conn.zrange(&index, 0, -1)).await?;
-        self.revoke_listed(&index, operation, members, select).await
-    }
-
-    /// Deletes the pairs of `members` (raw members of the index `index`) that `select`
-    /// picks. Two round trips: the refresh values of those members, the deletions.
-    async fn revoke_listed(
-        &self,
-        index: &str,
-        operation: &'static str,
-        members: Vec<Vec<u8>>,
-        select: impl Fn(&IndexedPair) -> bool,
-    ) -> Result<u64, StoreError> {
-        let mut conn = self.conn.clone();
-        let members: Vec<(Vec<u8>, Member)> = members
-            .into_iter()
-            .filter_map(|raw| Member::parse(&raw).map(|m| (raw, m)))
-            .collect();
-        // One MGET: the cluster client splits it by slot.
-        let refresh_keys: Vec<String> = members
-            .iter()
-            .filter_map(|(_, member)| match member {
-                Member::Refresh(hash) => Some(self.key(kind::REFRESH, &hash.encode())),
-                Member::AccessOnly(_) => None,
-            })
-            .collect();
-        let mut values: std::vec::IntoIter<Option<Vec<u8>>> = if refresh_keys.is_empty() {
-            Vec::new().into_iter()
-        } else {
-            self.bounded(operation, conn.mget::<_, Vec<_>>(&refresh_keys))
-                .await?
-                .into_iter()
-        };
-        let mut keys: Vec<String> = Vec::new();
-        let mut forgotten: Vec<TokenHash> = Vec::new();
-        let mut removed_members: Vec<Vec<u8>> = Vec::new();
-        for (raw, member) in members {
-            let pair = match member {
-                Member::AccessOnly(access) => IndexedPair {
-                    access: Some(access),
-                    refresh: None,
-                    family: None,
-                },
-                Member::Refresh(refresh) => {
-                    // A refresh value outlives its access token by its TTL: when it is
-                    // gone, so is the access token, unless Redis evicted it (the server
-                    // warns at start when Redis may evict). Unreadable: nothing to find.
-                    let record = values
-                        .next()
-                        .flatten()
-                        .and_then(|v| value::decode_refresh_state(&v))
-                        .map(|state| match state {
-                            RefreshState::Live(r) | RefreshState::Used(r) => r,
-                        });
-                    IndexedPair {
-                        access: record.as_ref().map(|r| r.access),
-                        refresh: Some(refresh),
-                        family: record.map(|r| r.family),
-                    }
-                }
-            };
-            if !select(&pair) {
-                continue;
-            }
-            if let Some(access) = pair.access {
-                if let Some(near) = &self.near {
-                    near.forget(&access);
-                }
-                forgotten.push(access);
-                keys.push(self.key(kind::ACCESS, &access.encode()));
-            }
-            if let Some(refresh) = pair.refresh {
-                keys.push(self.key(kind::REFRESH, &refresh.encode()));
-            }
-            removed_members.push(raw);
-        }
-        if removed_members.is_empty() {
-            return Ok(0);
-        }
-        // The tokens first, then their members: a failure between the two leaves members
-        // that name nothing (skipped, and gone with the index), never a token the index
-        // no longer names.
-        // Every selected pair names at least one key (its refresh or its access token).
-        // One DEL per slot, never one multi-slot DEL: the cluster client splits those but
-        // silently skips a node it has no connection to (a revocation would answer
-        // success and leave the token). On one node the DELs are one pipeline.
-        let mut by_slot: Vec<(u16, Vec<&String>)> = Vec::new();
-        for key in &keys {
-            let slot = slot_of(key.as_bytes());
-            match by_slot.iter_mut().find(|(s, _)| *s == slot) {
-                Some((_, group)) => group.push(key),
-                None => by_slot.push((slot, vec![key])),
-            }
-        }
-        let mut ops = Ops::new();
-        for (_, group) in &by_slot {
-            ops.keep(group[0].as_bytes(), Cmd::del(group));
-        }
-        ops.then()
-            .ignore(index.as_bytes(), Cmd::zrem(index, removed_members));
-        let removed: Vec<u64> = self.bounded(operation, ops.run(&self.conn)).await?;
-        // Forgotten again now that the keys are gone: a miss that read one before the DEL
-        // may have cached it meanwhile (its push also removes it, a moment later).
-        if let Some(near) = &self.near {
-            for access in forgotten {
-                near.forget(&access);
-            }
-        }
-        Ok(removed.iter().sum())
     }
 
     /// Redis's eviction policy when Redis can evict keys (a `maxmemory` is set and the
@@ -332,6 +210,17 @@ fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
         .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':'))
 }
 
+/// A refresh key's value: none when absent or revoked.
+fn decode_refresh(raw: Option<Vec<u8>>) -> Result<Option<RefreshState>, StoreError> {
+    match raw {
+        None => Ok(None),
+        Some(v) if value::is_revoked(&v) => Ok(None),
+        Some(v) => value::decode_refresh_state(&v)
+            .map(Some)
+            .ok_or_else(|| corrupt("refresh token")),
+    }
+}
+
 fn unavailable(e: RedisError) -> StoreError {
     StoreError::Unavailable {
         store: "redis",
@@ -373,50 +262,6 @@ return v
     ))
 }
 
-/// A pair's entry in the user's index, 17 bytes: `r` and the refresh hash, or `a` and
-/// the access hash for a pair without a refresh token (client_credentials). The rest of
-/// a pair (its access hash, its family) is in the refresh value, which outlives the
-/// access token: a short member keeps the index small (one-pair index: 88 bytes of
-/// `MEMORY USAGE` for a short username, 104 with the 52-character text member before).
-enum Member {
-    Refresh(TokenHash),
-    AccessOnly(TokenHash),
-}
-
-impl Member {
-    fn of(pair: &IssuedPair) -> Vec<u8> {
-        match &pair.refresh {
-            Some((hash, _)) => Self::bytes(b'r', hash),
-            None => Self::bytes(b'a', &pair.access_hash),
-        }
-    }
-
-    fn bytes(tag: u8, hash: &TokenHash) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(17);
-        bytes.push(tag);
-        bytes.extend_from_slice(&hash.0);
-        bytes
-    }
-
-    fn parse(bytes: &[u8]) -> Option<Self> {
-        let (&tag, hash) = bytes.split_first()?;
-        let hash = TokenHash(hash.try_into().ok()?);
-        match tag {
-            b'r' => Some(Self::Refresh(hash)),
-            b'a' => Some(Self::AccessOnly(hash)),
-            _ => None,
-        }
-    }
-}
-
-/// A pair found through the index. `access` and `family` are `None` when its refresh
-/// value is gone.
-struct IndexedPair {
-    access: Option<TokenHash>,
-    refresh: Option<TokenHash>,
-    family: Option<FamilyId>,
-}
-
 impl TokenStore for RedisTokens {
     fn name(&self) -> &'static str {
         "redis"
@@ -435,60 +280,31 @@ impl TokenStore for RedisTokens {
         let key = self.key(kind::ACCESS, &hash.encode());
         let mut conn = self.conn.clone();
         let raw: Option<Vec<u8>> = self.bounded("get_access", conn.get(key)).await?;
-        let record = raw
-            .map(|v| value::decode_access(&v).ok_or_else(|| corrupt("access token")))
-            .transpose()?;
+        let record = match raw {
+            None => None,
+            Some(v) if value::is_revoked(&v) => None,
+            Some(v) => Some(value::decode_access(&v).ok_or_else(|| corrupt("access token"))?),
+        };
         if let (Some(near), Some(ticket), Some(record)) = (&self.near, ticket, &record) {
             near.insert(ticket, *hash, record);
         }
         Ok(record)
     }
 
-    async fn issue(&self, pair: &IssuedPair) -> Result<u64, StoreError> {
-        let access_ttl = u64::from(pair.access.lifetime.max(1));
-        let refresh_ttl = access_ttl * 2;
-        let index = self.key(kind::INDEX, &pair.access.username);
-        let member = Member::of(pair);
-        let (index_ttl, member_end) = match &pair.refresh {
-            Some((_, r)) => (refresh_ttl, r.grant.expires),
-            None => (access_ttl, pair.access.expires),
-        };
-
-        let mut ops = Ops::new();
-        // The index first: a token never exists without its index entry. The score's
-        // fraction, the microsecond of the issue, orders the pairs that end in the same
-        // second by age (the session cap revokes the oldest first).
-        let score = member_end as f64 + f64::from(crate::clock::subsec_micros()) / 1e6;
-        index_add(&mut ops, &index, member, score, index_ttl);
-        ops.ignore(
-            index.as_bytes(),
-            Cmd::zrembyscore(&index, "-inf", unix_now()),
-        )
-        // The index's size, for the session cap, in the same round trip.
-        .keep(index.as_bytes(), Cmd::zcard(&index))
-        .then();
-        let access_key = self.key(kind::ACCESS, &pair.access_hash.encode());
-        ops.ignore(
-            access_key.as_bytes(),
-            Cmd::set_ex(&access_key, value::encode_access(&pair.access), access_ttl),
-        );
-        if let Some((hash, record)) = &pair.refresh {
-            let refresh_key = self.key(kind::REFRESH, &hash.encode());
-            ops.ignore(
-                refresh_key.as_bytes(),
-                Cmd::set_ex(&refresh_key, value::encode_refresh(record), refresh_ttl),
-            );
-        }
-        let (pairs,): (u64,) = self.bounded("issue", ops.run(&self.conn)).await?;
-        Ok(pairs)
+    async fn issue(
+        &self,
+        pair: &IssuedPair,
+        parent: Option<&ParentPair>,
+        cap: usize,
+    ) -> Result<Issue, StoreError> {
+        self.issue_pair(pair, parent, cap).await
     }
 
     async fn refresh(&self, hash: &TokenHash) -> Result<Option<RefreshState>, StoreError> {
         let key = self.key(kind::REFRESH, &hash.encode());
         let mut conn = self.conn.clone();
         let raw: Option<Vec<u8>> = self.bounded("get_refresh", conn.get(key)).await?;
-        raw.map(|v| value::decode_refresh_state(&v).ok_or_else(|| corrupt("refresh token")))
-            .transpose()
+        decode_refresh(raw)
     }
 
     async fn take_refresh(
@@ -503,8 +319,7 @@ impl TokenStore for RedisTokens {
         let raw: Option<Vec<u8>> = self
             .bounded("take_refresh", invocation.invoke_async(&mut conn))
             .await?;
-        raw.map(|v| value::decode_refresh_state(&v).ok_or_else(|| corrupt("refresh token")))
-            .transpose()
+        decode_refresh(raw)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -522,37 +337,16 @@ impl TokenStore for RedisTokens {
 
 impl Revocation for RedisTokens {
     async fn revoke_user(&self, username: &str) -> Result<u64, StoreError> {
-        // The members are removed one by one (an index left empty is gone): deleting the
-        // whole key would also drop a pair issued since the members were read.
-        self.revoke_members(username, "revoke_user", |_| true).await
+        self.revoke("revoke_user", username, "all", &[], None).await
     }
 
     async fn revoke_pair(&self, username: &str, access: &TokenHash) -> Result<u64, StoreError> {
-        self.revoke_members(username, "revoke_pair", |p| p.access == Some(*access))
+        self.revoke("revoke_pair", username, "pair", &access.0, Some(access))
             .await
     }
 
     async fn revoke_family(&self, username: &str, family: &FamilyId) -> Result<u64, StoreError> {
-        self.revoke_members(username, "revoke_family", |p| p.family == Some(*family))
-            .await
-    }
-
-    async fn revoke_oldest(&self, username: &str, keep: usize) -> Result<u64, StoreError> {
-        let index = self.key(kind::INDEX, username);
-        let mut conn = self.conn.clone();
-        let size: usize = self.bounded("revoke_oldest", conn.zcard(&index)).await?;
-        if size <= keep {
-            return Ok(0);
-        }
-        // The index scores each pair with its end: the lowest scores are the oldest. Only
-        // their refresh values are read, not the whole index's.
-        let oldest: Vec<Vec<u8>> = self
-            .bounded(
-                "revoke_oldest",
-                conn.zrange(&index, 0, (size - keep - 1) as isize),
-            )
-            .await?;
-        self.revoke_listed(&index, "revoke_oldest", oldest, |_| true)
+        self.revoke("revoke_family", username, "family", &family.0, None)
             .await
     }
 }
@@ -645,109 +439,6 @@ impl Codes for RedisTokens {
             .await?;
         Ok(removed == 1)
     }
-}
-
-impl TokenImport for RedisTokens {
-    /// One pipeline a batch: each token as `issue` writes one (index entry first, then
-    /// the key) but with `SET NX`, so a key already there (a refresh token used since an
-    /// interrupted run, say) is left as it is and counted as present; then the resume
-    /// mark, once the pipeline answered without an error.
-    async fn import_batch(
-        &self,
-        source: &str,
-        table: LegacyTable,
-        last_id: i64,
-        tokens: &[ImportedToken],
-    ) -> Result<Vec<bool>, StoreError> {
-        let now = unix_now();
-        let mut indexes = Ops::new();
-        let mut sets = Ops::new();
-        for token in tokens {
-            let (username, member, key, value, expires) = match token {
-                ImportedToken::Access { hash, record } => (
-                    &record.username,
-                    Member::bytes(b'a', hash),
-                    self.key(kind::ACCESS, &hash.encode()),
-                    value::encode_access(record),
-                    record.expires,
-                ),
-                ImportedToken::Refresh { hash, record } => (
-                    &record.grant.username,
-                    Member::bytes(b'r', hash),
-                    self.key(kind::REFRESH, &hash.encode()),
-                    value::encode_refresh(record),
-                    record.grant.expires,
-                ),
-            };
-            let ttl = (expires - now).max(1);
-            let index = self.key(kind::INDEX, username);
-            index_add(
-                &mut indexes,
-                &index,
-                member,
-                expires as f64,
-                ttl.unsigned_abs(),
-            );
-            sets.keep(
-                key.as_bytes(),
-                redis::cmd("SET")
-                    .arg(&key)
-                    .arg(value)
-                    .arg("NX")
-                    .arg("EX")
-                    .arg(ttl)
-                    .clone(),
-            );
-        }
-        let mut conn = self.conn.clone();
-        // Every index entry before any token (two stages on a cluster; one pipeline, in
-        // this order, on one node).
-        indexes.then().append(sets);
-        let set: Vec<Option<String>> = if tokens.is_empty() {
-            Vec::new()
-        } else {
-            self.bounded("import_batch", indexes.run(&self.conn))
-                .await?
-        };
-        // The mark only once every command of the batch succeeded (a pipeline with a
-        // failed command answers an error, but Redis ran the rest of it).
-        self.bounded(
-            "import_mark",
-            conn.set::<_, _, ()>(self.import_key(source, table), last_id),
-        )
-        .await?;
-        Ok(set.into_iter().map(|s| s.is_some()).collect())
-    }
-
-    async fn import_mark(&self, source: &str, table: LegacyTable) -> Result<i64, StoreError> {
-        let mut conn = self.conn.clone();
-        let mark: Option<i64> = self
-            .bounded("import_mark", conn.get(self.import_key(source, table)))
-            .await?;
-        Ok(mark.unwrap_or(0))
-    }
-}
-
-impl RedisTokens {
-    fn import_key(&self, source: &str, table: LegacyTable) -> String {
-        self.key(kind::IMPORT_MARK, &format!("{source}:{}", table.name()))
-    }
-}
-
-/// Adds a pair's member to a user's index, scored with the pair's end, and keeps the
-/// index as long as its longest-lived member: `EXPIRE NX` sets a TTL on a new index, `GT`
-/// extends it for a longer-lived member.
-fn index_add(ops: &mut Ops, index: &str, member: Vec<u8>, score: f64, ttl: u64) {
-    let key = index.as_bytes();
-    ops.ignore(key, Cmd::zadd(index, member, score))
-        .ignore(
-            key,
-            redis::cmd("EXPIRE").arg(index).arg(ttl).arg("NX").clone(),
-        )
-        .ignore(
-            key,
-            redis::cmd("EXPIRE").arg(index).arg(ttl).arg("GT").clone(),
-        );
 }
 
 /// Redis's TTL answer as seconds left: -2 (no key) and -1 (no expiry) are 0.

@@ -263,28 +263,56 @@ async fn track(
         .query_async(&mut conn)
         .await;
     cache.set_live(true);
-    let mut ping = tokio::time::interval(Duration::from_millis(500));
+    // The health checks run beside the pushes, never in their way: a PING that Redis is
+    // slow to answer (a fork, a slow command) must not hold back an invalidation already
+    // received.
+    let (lost, in_doubt) = tokio::sync::oneshot::channel::<()>();
+    let health = tokio::spawn(async move {
+        let mut ping = tokio::time::interval(PING_EVERY);
+        loop {
+            ping.tick().await;
+            let pong =
+                tokio::time::timeout(PING_DOUBT, conn.req_packed_command(&redis::cmd("PING")))
+                    .await;
+            if !matches!(pong, Ok(Ok(_))) {
+                let _ = lost.send(());
+                return;
+            }
+        }
+    });
+    serve_pushes(cache, &mut rx, in_doubt).await;
+    health.abort();
+    true
+}
+
+/// How often the tracking connection is checked, and how long its PING may take before
+/// the connection is in doubt (the cache is then emptied and unused until tracking is
+/// back).
+const PING_EVERY: Duration = Duration::from_millis(500);
+const PING_DOUBT: Duration = Duration::from_secs(1);
+
+/// Applies every push as it arrives, until the connection is lost (its `Disconnection`
+/// push, the channel closed) or the health check says it is in doubt.
+async fn serve_pushes(
+    cache: &NearCache,
+    rx: &mut mpsc::UnboundedReceiver<PushInfo>,
+    mut in_doubt: tokio::sync::oneshot::Receiver<()>,
+) {
+    let mut gauge = tokio::time::interval(PING_EVERY);
     loop {
         tokio::select! {
+            // Pushes first: of everything ready at once, invalidations go before anything.
+            biased;
             push = rx.recv() => match push {
                 Some(push) => {
                     if !cache.handle(push) {
-                        return true;
+                        return;
                     }
                 }
-                None => return true,
+                None => return,
             },
-            _ = ping.tick() => {
-                telemetry::near_cache_entries(cache.len());
-                let pong = tokio::time::timeout(
-                    Duration::from_secs(1),
-                    conn.req_packed_command(&redis::cmd("PING")),
-                )
-                .await;
-                if !matches!(pong, Ok(Ok(_))) {
-                    return true;
-                }
-            }
+            _ = &mut in_doubt => return,
+            _ = gauge.tick() => telemetry::near_cache_entries(cache.len()),
         }
     }
 }
@@ -333,6 +361,37 @@ mod tests {
         cache.set_live(false);
         assert_eq!(cache.get(&hash), None);
         assert!(cache.ticket(&hash).is_none());
+    }
+
+    /// The health check of the tracking connection may take its time (Redis slow to
+    /// answer a PING): an invalidation that arrived meanwhile is applied at once.
+    #[tokio::test]
+    async fn an_invalidation_is_applied_while_a_health_check_hangs() {
+        let cache = Arc::new(NearCache::new(100, "t:a:".into()));
+        cache.set_live(true);
+        let hash = TokenHash::of("token");
+        let ticket = cache.ticket(&hash).unwrap();
+        cache.insert(ticket, hash, &record(unix_now() + 60));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        // A health check that never answers.
+        let (_hanging, in_doubt) = tokio::sync::oneshot::channel::<()>();
+        let serving = cache.clone();
+        tokio::spawn(async move { serve_pushes(&serving, &mut rx, in_doubt).await });
+        tx.send(PushInfo {
+            kind: PushKind::Invalidate,
+            data: vec![Value::Array(vec![Value::BulkString(
+                format!("t:a:{}", hash.encode()).into_bytes(),
+            )])],
+        })
+        .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while cache.get(&hash).is_some() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the invalidation waited for the health check"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     #[test]

@@ -1,0 +1,371 @@
+//! A user's index of live pairs, and every operation on it: filing a new pair (with the
+//! session cap and a refreshed pair's parent check) and revoking pairs (a user's, one
+//! pair, one login's family). Each is a Lua script on two keys of one slot (`u:{name}`,
+//! the index, and `t:{name}`, the pairs being revoked: the hash tag is the name), so it
+//! is atomic on one node and on a cluster; a pair's tokens are written before it is filed
+//! and revoked after it is taken out:
+//!
+//! - **issue**: the pair's two keys are written (`SET … EX`), then the `ISSUE` script
+//!   files its member, unless it is refreshed from a parent that is no longer filed; past
+//!   the cap it moves the oldest members to the revoking set in the same step. A refused
+//!   pair's keys are deleted (nobody ever saw them); the trimmed pairs' tokens are
+//!   revoked, and only then does `issue` answer.
+//! - **revoke**: the `TAKE` script moves the chosen members (every one, for a user) to
+//!   the revoking set and answers the whole set; each of their tokens is overwritten with
+//!   the revoked value (`SET … XX KEEPTTL`, a tombstone until the token would have
+//!   expired); then `SREM` clears them from the set, and the revocation answers.
+//!
+//! Why this is race-free, for any request between two steps:
+//!
+//! - A pair filed before a revocation's `TAKE` has its keys written already: `TAKE` takes
+//!   its member and the revocation revokes its keys. A pair filed after `TAKE` is either
+//!   a new login (which came after the revocation, and lives, as it should) or a refreshed
+//!   one whose parent `TAKE` took: the `ISSUE` script refuses it, its keys are deleted and
+//!   the refresh answers 102.
+//! - Two trims never take the same members, or the newest: each `ISSUE` trims the index
+//!   as it is at that moment, to exactly the cap.
+//! - Between `TAKE` and the tombstones the revoked tokens still answer: the revocation has
+//!   not answered yet. A check that starts after it answered finds the tombstone.
+//! - A tombstone, not a deletion: `import-legacy-tokens` writes with `SET NX`, so a rerun
+//!   cannot bring a revoked token back.
+//! - Lost between the steps (a connection, a master): keys written but never filed, or
+//!   filed then refused and not deleted, belong to a pair nobody received; members taken
+//!   but not yet revoked stay in the revoking set, which every later revocation of the
+//!   user (a retry of the one that answered 503, say) finishes first.
+//!
+//! The members: `p` and the pair's access hash, refresh hash and family (39 bytes), or
+//! `a` and an access hash (17 bytes) for an access token carried over alone from the
+//! original's tables. A pair without a refresh token (a client's own) is filed nowhere.
+use redis::Cmd;
+
+use super::conn::Ops;
+use super::RedisTokens;
+use crate::store::tokens::keys::kind;
+use crate::store::tokens::value;
+use crate::store::{FamilyId, Issue, IssuedPair, ParentPair, StoreError, TokenHash};
+
+/// Files a member (KEYS[1] the index, KEYS[2] the revoking set; ARGV: the member, the
+/// seconds the pair lives, the parent's member or '', the cap or 0). Scores are the
+/// pair's end by Redis's own clock, so the oldest score is the oldest pair (of one
+/// lifetime) whichever instance filed it. Answers {'ok', trimmed members…} or
+/// {'parent-revoked'}.
+const ISSUE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if ARGV[3] ~= '' and not redis.call('ZSCORE', KEYS[1], ARGV[3]) then
+  return {'parent-revoked'}
+end
+local ttl = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+if redis.call('TTL', KEYS[1]) < ttl then
+  redis.call('EXPIRE', KEYS[1], ttl)
+end
+local out = {'ok'}
+local cap = tonumber(ARGV[4])
+if cap > 0 then
+  local n = redis.call('ZCARD', KEYS[1])
+  if n > cap then
+    for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, n - cap - 1)) do
+      out[#out + 1] = m
+    end
+    redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - cap - 1)
+  end
+end
+return out
+";
+
+/// Moves members to the revoking set (KEYS[1] the index, KEYS[2] the revoking set;
+/// ARGV[1] 'all', 'pair' with ARGV[2] an access hash, or 'family' with ARGV[2] a family
+/// id); answers the whole revoking set (earlier unfinished revocations' members too).
+const TAKE: &str = r"
+local members = redis.call('ZRANGE', KEYS[1], 0, -1)
+local ttl = redis.call('TTL', KEYS[1])
+local out = {}
+if ARGV[1] == 'all' then
+  out = members
+  redis.call('DEL', KEYS[1])
+else
+  for _, m in ipairs(members) do
+    local kind = string.sub(m, 1, 1)
+    local pick = false
+    if ARGV[1] == 'pair' and (kind == 'p' or kind == 'a') then
+      pick = string.sub(m, 2, 17) == ARGV[2]
+    elseif ARGV[1] == 'family' and kind == 'p' then
+      pick = string.sub(m, 34, 39) == ARGV[2]
+    end
+    if pick then out[#out + 1] = m end
+  end
+  for i = 1, #out, 1000 do
+    redis.call('ZREM', KEYS[1], unpack(out, i, math.min(i + 999, #out)))
+  end
+end
+for i = 1, #out, 1000 do
+  redis.call('SADD', KEYS[2], unpack(out, i, math.min(i + 999, #out)))
+end
+if #out > 0 and redis.call('TTL', KEYS[2]) < ttl then
+  redis.call('EXPIRE', KEYS[2], ttl)
+end
+return redis.call('SMEMBERS', KEYS[2])
+";
+
+/// A pair as its member names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Member {
+    pub access: TokenHash,
+    /// `None` for an access token carried over alone.
+    pub refresh: Option<(TokenHash, FamilyId)>,
+}
+
+impl Member {
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(39);
+        match &self.refresh {
+            Some((refresh, family)) => {
+                bytes.push(b'p');
+                bytes.extend_from_slice(&self.access.0);
+                bytes.extend_from_slice(&refresh.0);
+                bytes.extend_from_slice(&family.0);
+            }
+            None => {
+                bytes.push(b'a');
+                bytes.extend_from_slice(&self.access.0);
+            }
+        }
+        bytes
+    }
+
+    /// `None` for anything else (a member of an earlier layout).
+    pub fn parse(bytes: &[u8]) -> Option<Self> {
+        let (&tag, rest) = bytes.split_first()?;
+        let access = TokenHash(rest.get(..16)?.try_into().ok()?);
+        match (tag, rest.len()) {
+            (b'p', 38) => Some(Member {
+                access,
+                refresh: Some((
+                    TokenHash(rest[16..32].try_into().ok()?),
+                    FamilyId(rest[32..38].try_into().ok()?),
+                )),
+            }),
+            (b'a', 16) => Some(Member {
+                access,
+                refresh: None,
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl From<&ParentPair> for Member {
+    fn from(p: &ParentPair) -> Self {
+        Member {
+            access: p.access,
+            refresh: Some((p.refresh, p.family)),
+        }
+    }
+}
+
+impl RedisTokens {
+    /// `TokenStore::issue` (see the module's text).
+    pub(super) async fn issue_pair(
+        &self,
+        pair: &IssuedPair,
+        parent: Option<&ParentPair>,
+        cap: usize,
+    ) -> Result<Issue, StoreError> {
+        let access_ttl = u64::from(pair.access.lifetime.max(1));
+        let access_key = self.key(kind::ACCESS, &pair.access_hash.encode());
+        let set_access = Cmd::set_ex(&access_key, value::encode_access(&pair.access), access_ttl);
+        let Some((refresh_hash, record)) = &pair.refresh else {
+            // A client's own token: no user's index, no cap.
+            let mut ops = Ops::new();
+            ops.ignore(access_key.as_bytes(), set_access);
+            let () = self.bounded("issue", ops.run(&self.conn)).await?;
+            return Ok(Issue::Issued);
+        };
+        let refresh_ttl = access_ttl * 2;
+        let refresh_key = self.key(kind::REFRESH, &refresh_hash.encode());
+        let (index, revoking) = self.index_keys(&pair.access.username);
+        let member = Member {
+            access: pair.access_hash,
+            refresh: Some((*refresh_hash, pair.family)),
+        };
+        let mut ops = Ops::new();
+        ops.ignore(access_key.as_bytes(), set_access)
+            .ignore(
+                refresh_key.as_bytes(),
+                Cmd::set_ex(&refresh_key, value::encode_refresh(record), refresh_ttl),
+            )
+            .then()
+            .keep(
+                index.as_bytes(),
+                redis::cmd("EVAL")
+                    .arg(ISSUE)
+                    .arg(2)
+                    .arg(&index)
+                    .arg(&revoking)
+                    .arg(member.bytes())
+                    .arg(refresh_ttl)
+                    .arg(parent.map(|p| Member::from(p).bytes()).unwrap_or_default())
+                    .arg(cap)
+                    .clone(),
+            );
+        let (answer,): (Vec<Vec<u8>>,) = self.bounded("issue", ops.run(&self.conn)).await?;
+        let (status, trimmed) = answer
+            .split_first()
+            .ok_or_else(|| corrupt_answer("issue"))?;
+        if status.as_slice() != b"ok" {
+            // Its parent was revoked first: nobody ever saw these keys.
+            let mut ops = Ops::new();
+            ops.ignore(access_key.as_bytes(), Cmd::del(&access_key))
+                .ignore(refresh_key.as_bytes(), Cmd::del(&refresh_key));
+            let () = self.bounded("issue", ops.run(&self.conn)).await?;
+            return Ok(Issue::ParentRevoked);
+        }
+        if !trimmed.is_empty() {
+            // Out of the index already; the pair answers once their tokens are dead too.
+            self.revoke_members("trim", &revoking, trimmed, None)
+                .await?;
+        }
+        Ok(Issue::Issued)
+    }
+
+    /// A user's index and revoking set: one hash tag, one slot.
+    pub(super) fn index_keys(&self, username: &str) -> (String, String) {
+        let tagged = format!("{{{username}}}");
+        (
+            self.key(kind::INDEX, &tagged),
+            self.key(kind::REVOKING, &tagged),
+        )
+    }
+
+    /// Takes the members `mode` picks out of `username`'s index (`TAKE`), then revokes
+    /// their tokens, and `also`'s (an access token filed nowhere).
+    pub(super) async fn revoke(
+        &self,
+        operation: &'static str,
+        username: &str,
+        mode: &str,
+        selector: &[u8],
+        also: Option<&TokenHash>,
+    ) -> Result<u64, StoreError> {
+        let (index, revoking) = self.index_keys(username);
+        let mut ops = Ops::new();
+        ops.keep(
+            index.as_bytes(),
+            redis::cmd("EVAL")
+                .arg(TAKE)
+                .arg(2)
+                .arg(&index)
+                .arg(&revoking)
+                .arg(mode)
+                .arg(selector)
+                .clone(),
+        );
+        let (members,): (Vec<Vec<u8>>,) = self.bounded(operation, ops.run(&self.conn)).await?;
+        self.revoke_members(operation, &revoking, &members, also)
+            .await
+    }
+
+    /// Overwrites the tokens of `members` (and `also`) with the revoked value, keeping
+    /// their TTLs, then clears the members from the revoking set; returns how many tokens
+    /// were live.
+    async fn revoke_members(
+        &self,
+        operation: &'static str,
+        revoking: &str,
+        members: &[Vec<u8>],
+        also: Option<&TokenHash>,
+    ) -> Result<u64, StoreError> {
+        let mut access: Vec<TokenHash> = Vec::new();
+        let mut keys: Vec<String> = Vec::new();
+        for member in members.iter().filter_map(|m| Member::parse(m)) {
+            access.push(member.access);
+            if let Some((refresh, _)) = member.refresh {
+                keys.push(self.key(kind::REFRESH, &refresh.encode()));
+            }
+        }
+        if let Some(a) = also {
+            if !access.contains(a) {
+                access.push(*a);
+            }
+        }
+        keys.extend(access.iter().map(|a| self.key(kind::ACCESS, &a.encode())));
+        if let Some(near) = &self.near {
+            access.iter().for_each(|a| near.forget(a));
+        }
+        // One SET a key (grouped by slot on a cluster, one pipeline on one node); `GET`
+        // says whether it held a live token.
+        let mut ops = Ops::new();
+        for key in &keys {
+            ops.keep(
+                key.as_bytes(),
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(value::REVOKED)
+                    .arg("XX")
+                    .arg("KEEPTTL")
+                    .arg("GET")
+                    .clone(),
+            );
+        }
+        let before: Vec<Option<Vec<u8>>> = if keys.is_empty() {
+            Vec::new()
+        } else {
+            self.bounded(operation, ops.run(&self.conn)).await?
+        };
+        if !members.is_empty() {
+            let mut ops = Ops::new();
+            ops.ignore(revoking.as_bytes(), Cmd::srem(revoking, members));
+            let () = self.bounded(operation, ops.run(&self.conn)).await?;
+        }
+        // Forgotten again now that the keys are dead: a miss that read one before may
+        // have cached it meanwhile (its push removes it too, a moment later).
+        if let Some(near) = &self.near {
+            access.iter().for_each(|a| near.forget(a));
+        }
+        Ok(before
+            .iter()
+            .filter(|v| v.as_deref().is_some_and(|v| !value::is_revoked(v)))
+            .count() as u64)
+    }
+}
+
+fn corrupt_answer(operation: &'static str) -> StoreError {
+    StoreError::Corrupt {
+        store: "redis",
+        what: operation,
+        detail: "unexpected script answer".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_survive_the_round_trip_and_have_their_layout() {
+        let pair = Member {
+            access: TokenHash([1; 16]),
+            refresh: Some((TokenHash([2; 16]), FamilyId([3; 6]))),
+        };
+        let bytes = pair.bytes();
+        assert_eq!(bytes.len(), 39);
+        assert_eq!(bytes[0], b'p');
+        // Where the scripts read the access hash (2..17) and the family (34..39), 1-based.
+        assert_eq!(bytes[1..17], [1; 16]);
+        assert_eq!(bytes[33..39], [3; 6]);
+        assert_eq!(Member::parse(&bytes), Some(pair));
+        let alone = Member {
+            access: TokenHash([4; 16]),
+            refresh: None,
+        };
+        assert_eq!(alone.bytes().len(), 17);
+        assert_eq!(Member::parse(&alone.bytes()), Some(alone));
+        // An earlier layout's member (`r` and a refresh hash) is none of these.
+        let mut old = vec![b'r'];
+        old.extend_from_slice(&[5; 16]);
+        assert_eq!(Member::parse(&old), None);
+        assert_eq!(Member::parse(&bytes[..38]), None);
+    }
+}
