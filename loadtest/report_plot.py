@@ -2,7 +2,7 @@
 """Draws latency over time from k6's HTML report (the web dashboard export that
 loadtest/run.sh writes to loadtest/results/<scenario>-report.html).
 
-    python3 loadtest/report_plot.py loadtest/results/mixed-report.html loadtest/img/mixed-latency.png
+    python3 loadtest/report_plot.py loadtest/results/mixed-report.html docs/img/mixed-latency.png
 
 One panel per operation (`op` tag: check_token, refresh_token, authorize): the
 median, p95 and p99 of http_req_duration in each of the report's periods (one
