@@ -230,8 +230,6 @@ pub async fn serve(
             listener,
             state.clone(),
             until_stopped(stopped.clone()),
-            settings.http.shutdown_grace,
-            settings.http.max_connections,
         ))
     });
     tracing::info!(%listen, "tokencache serving");

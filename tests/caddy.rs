@@ -74,6 +74,9 @@ impl Front for Caddy {
 
     /// The client's own header is deleted first, and `copy_headers` sets the empty value.
     const EMPTY_TOKEN_TYPE_REACHES_THE_APP_AS: &'static [&'static str] = &[""];
+    // `request_header` deletes the hyphenated ones before the check; the ones with
+    // underscores go to it and are refused.
+    const FORGED_REFUSED: &'static [&'static str] = &["X_Auth_Username", "x_auth_app_key"];
 
     /// `handle_errors` answers only errors of the check (its upstream is tokencache's).
     const PAGES_THE_APPLICATIONS_OWN: &'static [u16] = &[];

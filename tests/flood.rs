@@ -136,3 +136,109 @@ async fn a_keep_alive_connection_is_closed_after_its_idle_timeout_not_before() {
         .expect("the server closed the idle connection");
     assert_eq!(closed.unwrap_or(0), 0, "EOF");
 }
+
+/// Waits until the server closes `stream` (EOF or a reset); how long that took.
+async fn closed_within(stream: &mut TcpStream, bound: Duration) -> Duration {
+    use tokio::io::AsyncReadExt;
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(
+            bound.saturating_sub(started.elapsed()),
+            stream.read(&mut buf),
+        )
+        .await
+        {
+            Ok(Ok(0)) | Ok(Err(_)) => return started.elapsed(),
+            Ok(Ok(_)) => continue,
+            Err(_) => panic!("the server still holds the connection after {bound:?}"),
+        }
+    }
+}
+
+/// A body sent slowly (its head whole, then a byte now and then) is timed like a slow
+/// head: the connection is closed at `--body-timeout`, whatever it trickles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_sent_byte_by_byte_is_cut_off_at_the_body_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::spawn_with(Backend::Embedded, |s| {
+        s.http.body_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let addr: SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            b"POST /api/v1/check_token HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 1000\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+    // A byte every 200 ms keeps the connection busy, never done.
+    let (mut read, mut write) = stream.into_split();
+    let trickle = tokio::spawn(async move {
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if write.write_all(b" ").await.is_err() {
+                return;
+            }
+        }
+    });
+    use tokio::io::AsyncReadExt;
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(8), read.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break started.elapsed(),
+            Ok(Ok(_)) => continue,
+            Err(_) => panic!("a trickled body held the connection for 8 s"),
+        }
+    };
+    trickle.abort();
+    assert!(
+        closed >= Duration::from_millis(900),
+        "closed after {closed:?}"
+    );
+    println!("trickled body: connection closed after {closed:?} (--body-timeout 1 s)");
+    // Another client is answered all along.
+    assert_eq!(app.check_token("x").await.0, StatusCode::UNAUTHORIZED);
+    app.cleanup().await;
+}
+
+/// The gRPC listener keeps the HTTP listener's rules: a connection that sends nothing is
+/// closed at the header timeout, one over its network's share at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grpc_listener_closes_idle_connections_and_keeps_each_address_to_its_share() {
+    let app = TestApp::spawn_with(Backend::Embedded, |s| {
+        s.http.header_timeout = Duration::from_secs(2);
+        s.http.max_connections_per_ip = 2;
+    })
+    .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(tokencache::grpc::serve(
+        listener,
+        app.state.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let opened = Instant::now();
+    let mut first = TcpStream::connect(addr).await.unwrap();
+    let mut second = TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    let over = closed_within(&mut third, Duration::from_secs(1)).await;
+    println!("gRPC: a third connection from one address closed after {over:?}");
+    for stream in [&mut first, &mut second] {
+        closed_within(stream, Duration::from_secs(6)).await;
+        let idle = opened.elapsed();
+        assert!(idle >= Duration::from_millis(1500), "closed after {idle:?}");
+    }
+    println!(
+        "gRPC: idle connections closed after {:?} (header timeout 2 s)",
+        opened.elapsed()
+    );
+    app.cleanup().await;
+}

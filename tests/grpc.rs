@@ -95,8 +95,6 @@ async fn serve_grpc(app: &TestApp) -> (SocketAddr, oneshot::Sender<()>) {
         async {
             let _ = rx.await;
         },
-        Duration::from_secs(1),
-        100,
     ));
     (addr, tx)
 }
@@ -122,7 +120,7 @@ on_both_stores! {
         let (addr, _stop) = serve_grpc(app).await;
         let (access, _) = app.login().await;
         let answers = check(addr, json!([
-            {"authorization": format!("Bearer {access}"), "x-auth-username": "mallory"},
+            {"authorization": format!("Bearer {access}")},
             {"authorization": "Bearer 0123456789abcdefghijklmnopqrstuv"},
             {},
             {"authorization": format!("Basic {access}")},
@@ -147,6 +145,21 @@ on_both_stores! {
 
         for dead in &answers[1..] {
             assert_denied(dead);
+        }
+
+        // A request that carries an identity of its own, in any spelling a framework reads
+        // as X-Auth-Username & co, is refused: 403, never checked, never passed on.
+        let spoofs = ["x-auth-username", "x_auth_username", "X_Auth_App_Key", "x-auth_expires-in"];
+        let cases: Vec<Value> = spoofs
+            .iter()
+            .map(|name| json!({"authorization": format!("Bearer {access}"), *name: "mallory"}))
+            .collect();
+        let answers = check(addr, json!(cases)).await;
+        for (name, answer) in spoofs.iter().zip(&answers) {
+            assert_eq!(answer["status"], "PERMISSION_DENIED", "{name}: {answer}");
+            assert_eq!(answer["denied"]["status"], 403, "{name}: {answer}");
+            assert!(answer["denied"]["body"].as_str().unwrap().contains(name), "{answer}");
+            assert!(answer.get("ok").is_none(), "{answer}");
         }
 
         // A revoked token is denied at once.

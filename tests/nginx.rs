@@ -76,6 +76,9 @@ impl Front for Nginx {
     /// `proxy_set_header` sends no header for an empty value; the client's own is replaced
     /// all the same.
     const EMPTY_TOKEN_TYPE_REACHES_THE_APP_AS: &'static [&'static str] = &[];
+    // Its own X-Auth-* headers go to the check with the rest (403); nginx drops the
+    // ones spelled with underscores (`underscores_in_headers off`).
+    const FORGED_REFUSED: &'static [&'static str] = &["X-Auth-Username", "X-Auth-Token-Type"];
 
     /// `proxy_intercept_errors` is off: `error_page 500` only catches the check's.
     const PAGES_THE_APPLICATIONS_OWN: &'static [u16] = &[];

@@ -115,6 +115,13 @@ impl Front for Traefik {
 
     /// `authResponseHeaders` deletes the client's header, then copies tokencache's, empty.
     const EMPTY_TOKEN_TYPE_REACHES_THE_APP_AS: &'static [&'static str] = &[""];
+    // Every header goes to the check (no authRequestHeaders): each spelling is refused.
+    const FORGED_REFUSED: &'static [&'static str] = &[
+        "X-Auth-Username",
+        "X_Auth_Username",
+        "x_auth_app_key",
+        "X-Auth-Token-Type",
+    ];
 
     /// The `errors` middleware sits on the whole router: the application's own 500 and
     /// 503 get the pages too (the documented caveat).

@@ -250,6 +250,15 @@ pub struct ServeArgs {
     /// Seconds a keep-alive connection may wait for its next request before it is closed.
     #[arg(long, env = "TOKENCACHE_IDLE_TIMEOUT", default_value_t = HTTP.idle_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS))]
     pub idle_timeout: u64,
+    /// Seconds a request's body may take to arrive once its head has, before the
+    /// connection is closed (a body sent slowly is timed like a slow head).
+    #[arg(long, env = "TOKENCACHE_BODY_TIMEOUT", default_value_t = HTTP.body_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS))]
+    pub body_timeout: u64,
+    /// Answer forward-auth and gRPC checks that carry a header a framework could read as
+    /// one of tokencache's identity headers (X-Auth-Username in any case, with `_` for
+    /// `-`) like any other, instead of refusing them (403).
+    #[arg(long, env = "TOKENCACHE_ALLOW_IDENTITY_HEADERS")]
+    pub allow_identity_headers: bool,
     #[command(flatten)]
     pub accounts: AccountArgs,
 }

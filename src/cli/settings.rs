@@ -107,6 +107,8 @@ impl ServeArgs {
                 max_connections_per_ip: self.max_connections_per_ip,
                 header_timeout: Duration::from_secs(self.header_timeout),
                 idle_timeout: Duration::from_secs(self.idle_timeout),
+                body_timeout: Duration::from_secs(self.body_timeout),
+                refuse_identity_headers: !self.allow_identity_headers,
                 trusted_proxies: self.accounts.trusted_proxies.clone(),
             },
             ..stores.settings(true)

@@ -1,7 +1,9 @@
 //! The open connections: whose they are and how long each has been idle, so that idle
 //! or slow clients cannot hold the server. A connection that has not sent a complete
 //! request head within `header_timeout` of being accepted, or within `idle_timeout` of
-//! its last answer, is closed; one client address holds at most `per_ip` connections.
+//! its last answer, or whose request body has not arrived within `body_timeout` of its
+//! first byte being awaited, is closed; one client network holds at most `per_ip`
+//! connections.
 //!
 //! No timer per request: a request costs two atomic counts and one store of a clock
 //! that a sweeper task advances (every `TICK`); the sweeper also closes what is due.
@@ -38,7 +40,9 @@ fn tick_clock() -> u64 {
 pub struct ConnLimits {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
-    /// Connections one client address may hold at once; 0: no limit.
+    /// How long a request's body may take to arrive once its head has.
+    pub body_timeout: Duration,
+    /// Connections one client network may hold at once; 0: no limit.
     pub per_ip: usize,
 }
 
@@ -50,6 +54,9 @@ pub struct Conn {
     in_flight: AtomicU32,
     /// Whether it has had a request (which deadline applies).
     served: AtomicBool,
+    /// When its request's body began to be read (ms of `CLOCK_MS`, plus one); 0 while
+    /// no body is being read.
+    reading_since: AtomicU64,
     /// Tells the connection's task to drop it.
     pub close: Notify,
 }
@@ -59,6 +66,17 @@ impl Conn {
     pub fn begin(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.served.store(true, Ordering::Relaxed);
+    }
+
+    /// Its request's body is being read from now.
+    pub fn reading_body(&self) {
+        self.reading_since
+            .store(CLOCK_MS.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
+    /// Its request's body is read (or failed).
+    pub fn body_read(&self) {
+        self.reading_since.store(0, Ordering::Relaxed);
     }
 
     /// Its answer is made: idle from now.
@@ -126,6 +144,7 @@ impl Conns {
             idle_since: AtomicU64::new(CLOCK_MS.load(Ordering::Relaxed)),
             in_flight: AtomicU32::new(0),
             served: AtomicBool::new(false),
+            reading_since: AtomicU64::new(0),
             close: Notify::new(),
         });
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -145,11 +164,19 @@ impl Conns {
         let now = tick_clock();
         let header = u64::try_from(self.limits.header_timeout.as_millis()).unwrap_or(u64::MAX);
         let idle = u64::try_from(self.limits.idle_timeout.as_millis()).unwrap_or(u64::MAX);
+        let body = u64::try_from(self.limits.body_timeout.as_millis()).unwrap_or(u64::MAX);
         let Ok(open) = self.open.lock() else {
             return 0;
         };
         let mut closed = 0;
         for conn in open.values() {
+            // A body trickled in byte by byte is timed like a slow head.
+            let reading = conn.reading_since.load(Ordering::Relaxed);
+            if reading > 0 && now.saturating_sub(reading - 1) >= body {
+                conn.close.notify_one();
+                closed += 1;
+                continue;
+            }
             if conn.in_flight.load(Ordering::Acquire) > 0 {
                 continue;
             }
@@ -200,6 +227,7 @@ mod tests {
         ConnLimits {
             header_timeout: Duration::from_millis(0),
             idle_timeout: Duration::from_secs(3600),
+            body_timeout: Duration::from_millis(0),
             per_ip,
         }
     }
@@ -233,5 +261,11 @@ mod tests {
         drop(idle);
         assert_eq!(conns.sweep(), 0);
         assert_eq!(conns.open(), 1);
+        // Busy reading a body past its bound (0 here): closed; once read, it is not.
+        busy.conn.begin();
+        busy.conn.reading_body();
+        assert_eq!(conns.sweep(), 1);
+        busy.conn.body_read();
+        assert_eq!(conns.sweep(), 0);
     }
 }

@@ -12,6 +12,38 @@ use super::error::{chain, domain_answer};
 use super::{Body, State};
 use crate::store::{RecordStore, TokenBackend};
 
+/// The identity headers a live token's answer sets, for the gateway to pass upstream.
+pub const IDENTITY_HEADERS: [&str; 4] = [
+    "x-auth-username",
+    "x-auth-app-key",
+    "x-auth-token-type",
+    "x-auth-expires-in",
+];
+
+/// Whether a request header's name could be read as one of the identity headers by the
+/// application behind the gateway: any case, and `_` for `-` (CGI, PHP, WSGI and Rack
+/// turn both into `HTTP_X_AUTH_USERNAME`). A check request that carries one was sent by
+/// a client trying to pass an identity of its own, or by a gateway that does not strip
+/// them: refused, so that it never reaches the application (`--allow-identity-headers`
+/// turns this off).
+pub fn spoofed<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    names.into_iter().find(|name| {
+        name.len() <= 20 && {
+            let normal: String = name
+                .chars()
+                .map(|c| {
+                    if c == '_' {
+                        '-'
+                    } else {
+                        c.to_ascii_lowercase()
+                    }
+                })
+                .collect();
+            IDENTITY_HEADERS.contains(&normal.as_str())
+        }
+    })
+}
+
 /// The token of an `Authorization: Bearer <token>` header.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     bearer_value(headers.get(AUTHORIZATION)?.to_str().ok()?)
@@ -50,6 +82,22 @@ fn header(value: &str) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
+/// 403 for a check that carries an identity header of its own (see `spoofed`).
+fn refused_spoof(name: &str) -> Response<Body> {
+    tracing::info!(
+        header = name,
+        "forward-auth refused: the request carries an identity header"
+    );
+    crate::telemetry::token_check("spoofed");
+    let mut r = Response::new(Full::new(Bytes::from(format!(
+        "refused: the request carries the header {name}, which only tokencache may set\n"
+    ))));
+    *r.status_mut() = StatusCode::FORBIDDEN;
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
 fn empty(status: StatusCode) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = status;
@@ -63,6 +111,11 @@ pub async fn auth<T: TokenBackend, R: RecordStore>(
     state: &State<T, R>,
     headers: &HeaderMap,
 ) -> Response<Body> {
+    if state.http.refuse_identity_headers {
+        if let Some(name) = spoofed(headers.keys().map(HeaderName::as_str)) {
+            return refused_spoof(name);
+        }
+    }
     let result = state.engine.check_token(bearer(headers)).await;
     let mut response = match &result {
         Ok(info) => {
@@ -136,5 +189,26 @@ mod tests {
         assert_eq!(bearer(&h), None);
         h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer "));
         assert_eq!(bearer(&h), None);
+    }
+
+    #[test]
+    fn any_spelling_a_framework_reads_as_an_identity_header_is_spoofed() {
+        for name in [
+            "x-auth-username",
+            "X_Auth_Username",
+            "x_auth_app_key",
+            "X-AUTH-TOKEN-TYPE",
+            "x-auth_expires-in",
+        ] {
+            assert_eq!(spoofed([name]), Some(name), "{name}");
+        }
+        for name in [
+            "x-auth-user",
+            "authorization",
+            "x-auth-usernames",
+            "x-forwarded-for",
+        ] {
+            assert_eq!(spoofed([name]), None, "{name}");
+        }
     }
 }

@@ -66,6 +66,12 @@ pub struct HttpSettings {
     pub header_timeout: Duration,
     /// How long a keep-alive connection may wait for its next request head.
     pub idle_timeout: Duration,
+    /// How long a request's body may take to arrive once its head has (then the
+    /// connection is closed).
+    pub body_timeout: Duration,
+    /// Refuse (403) a forward-auth or gRPC check carrying a header a framework could read
+    /// as one of the identity headers tokencache answers with (`gateway::spoofed`).
+    pub refuse_identity_headers: bool,
     /// The proxies whose `X-Forwarded-For` hops are believed (see `client_ip`); empty:
     /// the TCP peer is the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
@@ -84,6 +90,9 @@ impl HttpSettings {
         // nginx's client_header_timeout and keepalive_timeout.
         header_timeout: Duration::from_secs(60),
         idle_timeout: Duration::from_secs(75),
+        // nginx's client_body_timeout.
+        body_timeout: Duration::from_secs(60),
+        refuse_identity_headers: true,
         trusted_proxies: Vec::new(),
     };
 }
@@ -169,12 +178,13 @@ pub async fn handle<T: TokenBackend, R: RecordStore>(
     state: Arc<State<T, R>>,
     peer: SocketAddr,
     req: hyper::Request<Incoming>,
+    conn: &conns::Conn,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     let id = request_id(req.headers());
     let method = method_label(req.method());
     let (route, label) = Route::of(req.uri().path());
-    let mut response = route_request(&state, peer, req, route, label, &id).await;
+    let mut response = route_request(&state, peer, req, route, label, &id, conn).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(X_REQUEST_ID.clone(), value);
     }
@@ -189,6 +199,7 @@ async fn route_request<T: TokenBackend, R: RecordStore>(
     route: Option<Route>,
     label: &'static str,
     request_id: &str,
+    conn: &conns::Conn,
 ) -> Response<Body> {
     let reply = Replier {
         lang: lang_of(req.headers(), state.http.lang),
@@ -203,7 +214,11 @@ async fn route_request<T: TokenBackend, R: RecordStore>(
         Some((Route::Get(GetRoute::Metrics), Ok(()))) => Ok(ops::metrics(state)),
         Some((Route::Auth, Ok(()))) => Ok(gateway::auth(state, &parts.headers).await),
         Some((Route::Post(post), Ok(()))) => {
-            match body::read(incoming, &parts, state.http.max_body_bytes).await {
+            // Timed by the sweeper of `conns`: no timer of its own per request.
+            conn.reading_body();
+            let body = body::read(incoming, &parts, state.http.max_body_bytes).await;
+            conn.body_read();
+            match body {
                 Ok(body) => {
                     let req = Request {
                         state,
@@ -295,6 +310,7 @@ pub async fn serve<T: TokenBackend, R: RecordStore>(
     let conns = Conns::new(ConnLimits {
         header_timeout: state.http.header_timeout,
         idle_timeout: state.http.idle_timeout,
+        body_timeout: state.http.body_timeout,
         per_ip: state.http.max_connections_per_ip,
     });
     let sweeper = conns.start_sweeper();
@@ -332,9 +348,9 @@ pub async fn serve<T: TokenBackend, R: RecordStore>(
         let service = service_fn(move |req| {
             tracked.begin();
             let done = tracked.clone();
-            let answer = handle(conn_state.clone(), peer, req);
+            let state = conn_state.clone();
             async move {
-                let response = answer.await;
+                let response = handle(state, peer, req, &done).await;
                 done.end();
                 response
             }

@@ -41,6 +41,35 @@ on_both_stores! {
         assert_eq!(r.headers()["x-auth-username"], "alice");
     }
 
+    async fn forward_auth_refuses_a_check_that_carries_an_identity_header_of_its_own(app) {
+        let (access, _) = app.login().await;
+        for name in ["X-Auth-Username", "X_Auth_Username", "x_auth_app_key", "X-AUTH-EXPIRES-IN"] {
+            let r = app
+                .http
+                .get(format!("{}/api/v1/auth", app.base))
+                .header("authorization", format!("Bearer {access}"))
+                .header(name, "mallory")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::FORBIDDEN, "{name}");
+            assert!(r.headers().get("x-auth-username").is_none());
+            assert_eq!(r.headers()["cache-control"], "no-store");
+            let text = r.text().await.unwrap();
+            assert!(text.contains(&name.to_ascii_lowercase()), "{text}");
+        }
+        // A header that merely starts alike is none of them.
+        let r = app
+            .http
+            .get(format!("{}/api/v1/auth", app.base))
+            .header("authorization", format!("Bearer {access}"))
+            .header("x-auth-user", "x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+
     async fn forward_auth_answers_401_for_a_missing_or_dead_token(app) {
         for token in [None, Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")] {
             let r = app.forward_auth(token).await;
@@ -406,4 +435,26 @@ async fn a_stored_value_the_server_cannot_read_is_a_500_in_every_dialect() {
     let r = app.forward_auth(Some(token)).await;
     assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert!(r.headers().get("www-authenticate").is_none());
+}
+
+/// `--allow-identity-headers`: the operator takes the stripping on, and the check answers
+/// as ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_identity_headers_turns_the_refusal_off() {
+    let app = TestApp::spawn_with(Backend::Embedded, |s| {
+        s.http.refuse_identity_headers = false
+    })
+    .await;
+    let (access, _) = app.login().await;
+    let r = app
+        .http
+        .get(format!("{}/api/v1/auth", app.base))
+        .header("authorization", format!("Bearer {access}"))
+        .header("X_Auth_Username", "mallory")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["x-auth-username"], "alice");
+    app.cleanup().await;
 }

@@ -54,6 +54,12 @@ pub trait Front: Sized {
     /// (tokencache sends the header empty), whatever the client sent itself.
     const EMPTY_TOKEN_TYPE_REACHES_THE_APP_AS: &'static [&'static str];
 
+    /// The forged identity headers (of `scenarios::FORGED`) that reach tokencache's check
+    /// through this gateway, which then refuses the request (403); the others the
+    /// gateway deletes before (or drops), and the request passes with tokencache's
+    /// identity. Either way none reaches the application.
+    const FORGED_REFUSED: &'static [&'static str];
+
     /// The application's own statuses that it answers with the "cannot tell" page (the
     /// status kept); the others pass as the application sent them.
     const PAGES_THE_APPLICATIONS_OWN: &'static [u16];
