@@ -12,7 +12,9 @@ use crate::http::{self, HttpSettings};
 use crate::store::records::sea::{MigrateError, SeaRecords};
 use crate::store::records::zone::DbZone;
 use crate::store::tokens::memory::MemoryTokens;
-use crate::store::tokens::redis::{OpenError, RedisMode, RedisTarget, RedisTokens};
+use crate::store::tokens::redis::{
+    Durability, OpenError, RedisMode, RedisTarget, RedisTokens, Replication,
+};
 use crate::store::tokens::Tokens;
 use crate::store::{RecordStore, StoreError};
 
@@ -24,6 +26,8 @@ pub const DEFAULT_REDIS_PREFIX: &str = "tc:";
 /// The near cache's default bound on entries.
 pub const DEFAULT_NEAR_CACHE_MAX_ENTRIES: usize = 100_000;
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How long a write waits for its replicas before it is answered 503.
+pub const DEFAULT_REDIS_WAIT_TIMEOUT: Duration = Duration::from_millis(250);
 pub const DEFAULT_DATABASE_TIMEOUT: Duration = Duration::from_millis(3000);
 /// The bound on one webhook call of the code delivery.
 pub const DEFAULT_CODE_WEBHOOK_TIMEOUT: Duration = Duration::from_millis(5000);
@@ -49,6 +53,11 @@ pub struct Settings {
     /// Prefix of every Redis key (lets several deployments or tests share one Redis).
     pub redis_prefix: String,
     pub redis_timeout: Duration,
+    /// Replicas a revocation waits for (`None`: 1 with a cluster or Sentinel, none with
+    /// one server), how long, and whether logins and refreshes wait too.
+    pub redis_wait_replicas: Option<u32>,
+    pub redis_wait_timeout: Duration,
+    pub redis_wait_on_issue: bool,
     pub database_timeout: Duration,
     /// The zone the database's DATETIME columns are written in.
     pub db_zone: DbZone,
@@ -70,6 +79,9 @@ impl Default for Settings {
             near_cache: None,
             redis_prefix: DEFAULT_REDIS_PREFIX.into(),
             redis_timeout: DEFAULT_REDIS_TIMEOUT,
+            redis_wait_replicas: None,
+            redis_wait_timeout: DEFAULT_REDIS_WAIT_TIMEOUT,
+            redis_wait_on_issue: false,
             database_timeout: DEFAULT_DATABASE_TIMEOUT,
             db_zone: DbZone::Utc,
             migrate: true,
@@ -116,7 +128,8 @@ pub async fn engine(settings: &Settings) -> Result<AppEngine, StartError> {
             };
             let mut redis = RedisTokens::open(&target, &settings.redis_prefix)
                 .await
-                .map_err(StartError::Tokens)?;
+                .map_err(StartError::Tokens)?
+                .with_durability(durability(settings));
             if let Some(max_entries) = settings.near_cache {
                 redis
                     .enable_near_cache(&target, max_entries)
@@ -133,6 +146,24 @@ pub async fn engine(settings: &Settings) -> Result<AppEngine, StartError> {
         settings.rules.clone(),
         delivery,
     )?)
+}
+
+/// How many replicas a write waits for: as set, else one where failovers happen (a cluster,
+/// Sentinel) and none on one server.
+pub fn durability(settings: &Settings) -> Durability {
+    let replicas = settings
+        .redis_wait_replicas
+        .unwrap_or(match settings.redis_mode {
+            RedisMode::Standalone => 0,
+            RedisMode::Cluster | RedisMode::Sentinel => 1,
+        });
+    Durability {
+        revocations: (replicas > 0).then_some(Replication {
+            replicas,
+            timeout: settings.redis_wait_timeout,
+        }),
+        on_issue: settings.redis_wait_on_issue,
+    }
 }
 
 /// Builds the shared state and logs which stores are in use.

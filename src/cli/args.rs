@@ -91,6 +91,24 @@ pub struct StoreArgs {
         global = true
     )]
     pub redis_timeout_ms: u64,
+    /// Replicas a revocation (logout, logout-all, a new password, a disabled user, a
+    /// replayed refresh token) must reach before it answers (WAIT); fewer within
+    /// --redis-wait-timeout-ms and it answers 503, to be retried. Unset: 1 with
+    /// --redis-mode cluster or sentinel, 0 (no wait) with one server.
+    #[arg(long, env = "TOKENCACHE_REDIS_WAIT_REPLICAS", global = true)]
+    pub redis_wait_replicas: Option<u32>,
+    /// How long a write waits for its replicas, in milliseconds.
+    #[arg(
+        long,
+        env = "TOKENCACHE_REDIS_WAIT_TIMEOUT_MS",
+        default_value_t = millis(app::DEFAULT_REDIS_WAIT_TIMEOUT),
+        global = true
+    )]
+    pub redis_wait_timeout_ms: u64,
+    /// Logins and refreshes wait for the replicas too (an answered login then survives a
+    /// failover; it costs them the wait).
+    #[arg(long, env = "TOKENCACHE_REDIS_WAIT_ON_ISSUE", global = true)]
+    pub redis_wait_on_issue: bool,
     /// Bound on one database operation (pool wait included), in milliseconds.
     #[arg(
         long,

@@ -8,6 +8,7 @@ mod accounts;
 mod authorize;
 mod check_and_refresh;
 mod cli;
+mod durability;
 mod faults;
 mod gateways;
 mod legacy;

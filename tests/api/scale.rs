@@ -9,7 +9,7 @@ use serde_json::json;
 use tokencache::store::tokens::redis::RedisMode;
 use tokencache::store::tokens::TokenHash;
 
-use crate::common::topology::{cli, Guard, LocalCluster, LocalSentinels, Tls};
+use crate::common::topology::{wait_replicated, Guard, LocalCluster, LocalSentinels, Tls};
 use crate::common::*;
 use crate::on_both_stores;
 
@@ -171,35 +171,27 @@ fn judge(what: &str, seen: &Seen, killed: Instant, promoted: Instant) {
 
 /// A server on MariaDB and the Redis `url` names in `mode`, with short Redis bounds.
 async fn serve_on(mode: RedisMode, urls: String, master: Option<String>) -> TestApp {
+    serve_on_with(mode, urls, master, |_| {}).await
+}
+
+/// The same, with the settings adjusted.
+pub(crate) async fn serve_on_with(
+    mode: RedisMode,
+    urls: String,
+    master: Option<String>,
+    adjust: impl FnOnce(&mut tokencache::app::Settings),
+) -> TestApp {
     let (mut settings, db, _) = TestApp::fresh_settings(Backend::Real).await;
     settings.redis_mode = mode;
     settings.redis_url = Some(urls);
     settings.redis_sentinel_master = master;
     settings.redis_timeout = Duration::from_millis(300);
+    adjust(&mut settings);
     let app = TestApp::start(Backend::Real, settings, db, None).await;
     app.create_client(APP_KEY, APP_SECRET, 3600, false, None)
         .await;
     app.create_user("alice", PASSWORD).await;
     app
-}
-
-/// Until `replica` has every write its master made.
-fn wait_replicated(master: u16, replica: u16) {
-    let offset = |port: u16, field: &str| -> u64 {
-        cli(port, &["info", "replication"])
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(field)?.parse().ok())
-            .unwrap_or(0)
-    };
-    let target = offset(master, "master_repl_offset:");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while offset(replica, "slave_repl_offset:") < target {
-        assert!(
-            Instant::now() < deadline,
-            "replica {replica} did not catch up"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

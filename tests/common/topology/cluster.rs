@@ -44,6 +44,11 @@ impl LocalCluster {
                     "",
                     "--appendonly",
                     "no",
+                    // Replicas sync at once; DEBUG SLEEP stalls one in the fault tests.
+                    "--repl-diskless-sync-delay",
+                    "0",
+                    "--enable-debug-command",
+                    "local",
                 ]
                 .map(String::from)
                 .into_iter()

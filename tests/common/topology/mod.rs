@@ -22,7 +22,7 @@ use tokencache::store::tokens::redis::{RedisConn, RedisMode, RedisTarget};
 
 pub use cluster::{shared_cluster, LocalCluster};
 pub use guard::Guard;
-pub use node::{cli, free_cluster_port, Node};
+pub use node::{cli, free_cluster_port, wait_replicated, Node};
 pub use sentinel::{shared_sentinels, LocalSentinels};
 pub use tls::Tls;
 

@@ -137,3 +137,22 @@ pub(super) fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> 
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Until `replica` has every write its master made.
+pub fn wait_replicated(master: u16, replica: u16) {
+    let offset = |port: u16, field: &str| -> u64 {
+        cli(port, &["info", "replication"])
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(field)?.parse().ok())
+            .unwrap_or(0)
+    };
+    let target = offset(master, "master_repl_offset:");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while offset(replica, "slave_repl_offset:") < target {
+        assert!(
+            Instant::now() < deadline,
+            "replica {replica} did not catch up"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -34,6 +34,11 @@ impl LocalSentinels {
                 "".into(),
                 "--appendonly".into(),
                 "no".into(),
+                // Replicas sync at once; DEBUG SLEEP stalls one in the fault tests.
+                "--repl-diskless-sync-delay".into(),
+                "0".into(),
+                "--enable-debug-command".into(),
+                "local".into(),
             ];
             args.extend(guard.server_args(port, false));
             args

@@ -7,8 +7,8 @@
 //! is too, and counted as present.
 use redis::AsyncCommands;
 
-use super::conn::Ops;
 use super::index::Member;
+use super::ops::Ops;
 use super::RedisTokens;
 use crate::clock::unix_now;
 use crate::store::import::{ImportedToken, LegacyTable, TokenImport};

@@ -38,7 +38,7 @@
 //! original's tables. A pair without a refresh token (a client's own) is filed nowhere.
 use redis::Cmd;
 
-use super::conn::Ops;
+use super::ops::{Ops, Replication};
 use super::RedisTokens;
 use crate::store::tokens::keys::kind;
 use crate::store::tokens::value;
@@ -179,7 +179,8 @@ impl RedisTokens {
         let Some((refresh_hash, record)) = &pair.refresh else {
             // A client's own token: no user's index, no cap.
             let mut ops = Ops::new();
-            ops.ignore(access_key.as_bytes(), set_access);
+            ops.replicated(self.durability.issue())
+                .ignore(access_key.as_bytes(), set_access);
             let () = self.bounded("issue", ops.run(&self.conn)).await?;
             return Ok(Issue::Issued);
         };
@@ -191,7 +192,8 @@ impl RedisTokens {
             refresh: Some((*refresh_hash, pair.family)),
         };
         let mut ops = Ops::new();
-        ops.ignore(access_key.as_bytes(), set_access)
+        ops.replicated(self.durability.issue())
+            .ignore(access_key.as_bytes(), set_access)
             .ignore(
                 refresh_key.as_bytes(),
                 Cmd::set_ex(&refresh_key, value::encode_refresh(record), refresh_ttl),
@@ -224,7 +226,8 @@ impl RedisTokens {
         }
         if !trimmed.is_empty() {
             // Out of the index already; the pair answers once their tokens are dead too.
-            self.revoke_members("trim", &revoking, trimmed, None)
+            let replication = self.durability.issue();
+            self.revoke_members("trim", &revoking, trimmed, None, replication)
                 .await?;
         }
         Ok(Issue::Issued)
@@ -263,7 +266,8 @@ impl RedisTokens {
                 .clone(),
         );
         let (members,): (Vec<Vec<u8>>,) = self.bounded(operation, ops.run(&self.conn)).await?;
-        self.revoke_members(operation, &revoking, &members, also)
+        let replication = self.durability.revocations;
+        self.revoke_members(operation, &revoking, &members, also, replication)
             .await
     }
 
@@ -276,6 +280,7 @@ impl RedisTokens {
         revoking: &str,
         members: &[Vec<u8>],
         also: Option<&TokenHash>,
+        replication: Option<Replication>,
     ) -> Result<u64, StoreError> {
         let mut access: Vec<TokenHash> = Vec::new();
         let mut keys: Vec<String> = Vec::new();
@@ -295,8 +300,10 @@ impl RedisTokens {
             access.iter().for_each(|a| near.forget(a));
         }
         // One SET a key (grouped by slot on a cluster, one pipeline on one node); `GET`
-        // says whether it held a live token.
+        // says whether it held a live token. A failover right after the answer must not
+        // bring a token back: the revoked values are on `replication`'s replicas first.
         let mut ops = Ops::new();
+        ops.replicated(replication);
         for key in &keys {
             ops.keep(
                 key.as_bytes(),

@@ -35,8 +35,11 @@ mod conn;
 mod import;
 mod index;
 mod near;
+mod ops;
+mod sentinel;
 
-pub use conn::{slot_of, OpenError, RedisConn, RedisMode, RedisTarget};
+pub use conn::{OpenError, RedisConn, RedisMode, RedisTarget};
+pub use ops::{slot_of, Replication};
 use redis::{AsyncCommands, RedisError};
 
 use super::super::{
@@ -54,6 +57,8 @@ pub struct RedisTokens {
     conn: RedisConn,
     /// Whether the Redis version was found new enough (checked until it is).
     version_ok: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// How many replicas a revocation (and, with `on_issue`, a login or refresh) waits for.
+    durability: Durability,
     /// The near cache of access records, when on (`--near-cache`).
     near: Option<std::sync::Arc<near::NearCache>>,
     take_refresh: redis::Script,
@@ -69,6 +74,7 @@ impl RedisTokens {
         let store = Self {
             conn,
             version_ok: Default::default(),
+            durability: Durability::default(),
             near: None,
             take_refresh: take_refresh_script(),
             prefix: prefix.to_owned(),
@@ -81,6 +87,12 @@ impl RedisTokens {
             Err(e) => tracing::warn!(error = %e, "could not read the Redis version at start"),
         }
         Ok(store)
+    }
+
+    /// Waits for replicas as `durability` says (none until this is called).
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
     }
 
     /// Turns the near cache on (`near.rs`): standalone Redis only.
@@ -198,6 +210,23 @@ impl RedisTokens {
         let result = op.await.map_err(unavailable);
         timer.finish(result.is_ok());
         result
+    }
+}
+
+/// How many replicas must have a write before it is answered (see `ops::Replication`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Durability {
+    /// Revocations (logout, logout-all, a password change, a disabled user, a replayed
+    /// refresh token, the cap's trims with `on_issue`): `None`, answered without waiting.
+    pub revocations: Option<Replication>,
+    /// Logins and refreshes wait too.
+    pub on_issue: bool,
+}
+
+impl Durability {
+    /// The replication a login or refresh waits for.
+    pub(super) fn issue(&self) -> Option<Replication> {
+        self.revocations.filter(|_| self.on_issue)
     }
 }
 
