@@ -201,10 +201,7 @@ fn wait(r: &Replication) -> Cmd {
 
 /// The answer of `WAIT`: enough replicas, or an error saying how many there were.
 fn check_replicas(r: &Replication, answer: Option<Value>) -> RedisResult<()> {
-    let got = answer
-        .map(|v| i64::from_redis_value(v))
-        .transpose()?
-        .unwrap_or(0);
+    let got = answer.map(i64::from_redis_value).transpose()?.unwrap_or(0);
     if got >= i64::from(r.replicas) {
         return Ok(());
     }
