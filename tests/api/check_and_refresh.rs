@@ -152,7 +152,7 @@ on_both_stores! {
         if backend.redis() {
             let mut conn = app.redis().await;
             let members: u64 = redis::cmd("ZCARD")
-                .arg(format!("{}u:{{alice}}", app.settings.redis_prefix))
+                .arg(format!("{}u:alice", app.settings.redis_prefix))
                 .query_async(&mut conn)
                 .await
                 .unwrap();

@@ -50,7 +50,7 @@ async fn redis_keys_carry_the_client_lifetimes_and_never_the_raw_token() {
         (7195..=7200).contains(&refresh_ttl),
         "refresh TTL {refresh_ttl}"
     );
-    let index_ttl = ttl(format!("{prefix}u:{{alice}}")).await;
+    let index_ttl = ttl(format!("{prefix}u:alice")).await;
     assert!((7195..=7200).contains(&index_ttl), "index TTL {index_ttl}");
 
     // No key and no value holds a raw token; the index holds one 39-byte member for

@@ -9,11 +9,8 @@ pub(super) mod kind {
     pub const ACCESS: &str = "a:";
     /// A refresh token's record, by token hash.
     pub const REFRESH: &str = "r:";
-    /// A user's index of live pairs, by username (in a hash tag: `u:{alice}`).
+    /// A user's index of pairs, by username.
     pub const INDEX: &str = "u:";
-    /// A user's pairs being revoked, taken out of the index but not yet revoked (in the
-    /// index's hash tag: `t:{alice}`).
-    pub const REVOKING: &str = "t:";
     /// A one-time value (a login signature already used).
     pub const ONCE: &str = "s:";
     /// A counter (failed logins, requests per IP, wrong codes).

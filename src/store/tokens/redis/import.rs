@@ -54,7 +54,7 @@ impl TokenImport for RedisTokens {
                 ),
             };
             let ttl = (expires - now).max(1);
-            let (index, _) = self.index_keys(username);
+            let index = self.index_key(username);
             // Scored with the token's end; the index lives as long as its longest member
             // (`EXPIRE NX` on a new index, `GT` for a longer-lived member).
             let key_of_index = index.as_bytes();

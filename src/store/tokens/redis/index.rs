@@ -1,19 +1,20 @@
 //! A user's index of live pairs, and every operation on it: filing a new pair (with the
 //! session cap and a refreshed pair's parent check) and revoking pairs (a user's, one
-//! pair, one login's family). Each is a Lua script on two keys of one slot (`u:{name}`,
-//! the index, and `t:{name}`, the pairs being revoked: the hash tag is the name), so it
-//! is atomic on one node and on a cluster; a pair's tokens are written before it is filed
+//! pair, one login's family). Each is a Lua script on the index alone (`u:<name>`, one
+//! key: atomic on one node and on a cluster, and served whole by a slot's old or new
+//! owner while the slot is being moved); a pair's tokens are written before it is filed
 //! and revoked after it is taken out:
 //!
 //! - **issue**: the pair's two keys are written (`SET … EX`), then the `ISSUE` script
-//!   files its member, unless it is refreshed from a parent that is no longer filed; past
-//!   the cap it moves the oldest members to the revoking set in the same step. A refused
+//!   files its member, unless it is refreshed from a parent that is no longer live; past
+//!   the cap it marks the oldest members as being revoked in the same step. A refused
 //!   pair's keys are deleted (nobody ever saw them); the trimmed pairs' tokens are
 //!   revoked, and only then does `issue` answer.
-//! - **revoke**: the `TAKE` script moves the chosen members (every one, for a user) to
-//!   the revoking set and answers the whole set; each of their tokens is overwritten with
-//!   the revoked value (`SET … XX KEEPTTL`, a tombstone until the token would have
-//!   expired); then `SREM` clears them from the set, and the revocation answers.
+//! - **revoke**: the `TAKE` script marks the chosen members (every one, for a user) as
+//!   being revoked (score -1, out of the live scores, which are the pairs' ends) and
+//!   answers every member so marked; each of their tokens is overwritten with the revoked
+//!   value (`SET … XX KEEPTTL`, a tombstone until the token would have expired); then
+//!   `ZREM` removes them, and the revocation answers.
 //!
 //! Why this is race-free, for any request between two steps:
 //!
@@ -29,9 +30,9 @@
 //! - A tombstone, not a deletion: `import-legacy-tokens` writes with `SET NX`, so a rerun
 //!   cannot bring a revoked token back.
 //! - Lost between the steps (a connection, a master): keys written but never filed, or
-//!   filed then refused and not deleted, belong to a pair nobody received; members taken
-//!   but not yet revoked stay in the revoking set, which every later revocation of the
-//!   user (a retry of the one that answered 503, say) finishes first.
+//!   filed then refused and not deleted, belong to a pair nobody received; members marked
+//!   but not yet revoked stay marked, and every later revocation of the user (a retry of
+//!   the one that answered 503, say) finishes them first.
 //!
 //! The members: `p` and the pair's access hash, refresh hash and family (39 bytes), or
 //! `a` and an access hash (17 bytes) for an access token carried over alone from the
@@ -44,17 +45,20 @@ use crate::store::tokens::keys::kind;
 use crate::store::tokens::value;
 use crate::store::{FamilyId, Issue, IssuedPair, ParentPair, StoreError, TokenHash};
 
-/// Files a member (KEYS[1] the index, KEYS[2] the revoking set; ARGV: the member, the
-/// seconds the pair lives, the parent's member or '', the cap or 0). Scores are the
-/// pair's end by Redis's own clock, so the oldest score is the oldest pair (of one
-/// lifetime) whichever instance filed it. Answers {'ok', trimmed members…} or
-/// {'parent-revoked'}.
+/// Files a member (KEYS[1] the index; ARGV: the member, the seconds the pair lives, the
+/// parent's member or '', the cap or 0). Live members are scored with the pair's end by
+/// Redis's own clock, so the lowest score is the oldest pair (of one lifetime) whichever
+/// instance filed it; members being revoked are scored -1. Answers {'ok', trimmed
+/// members…} or {'parent-revoked'}.
 const ISSUE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if ARGV[3] ~= '' and not redis.call('ZSCORE', KEYS[1], ARGV[3]) then
-  return {'parent-revoked'}
+redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, now)
+if ARGV[3] ~= '' then
+  local parent = redis.call('ZSCORE', KEYS[1], ARGV[3])
+  if not parent or tonumber(parent) <= 0 then
+    return {'parent-revoked'}
+  end
 end
 local ttl = tonumber(ARGV[2])
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
@@ -64,49 +68,40 @@ end
 local out = {'ok'}
 local cap = tonumber(ARGV[4])
 if cap > 0 then
-  local n = redis.call('ZCARD', KEYS[1])
+  local n = redis.call('ZCOUNT', KEYS[1], '(0', '+inf')
   if n > cap then
-    for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, n - cap - 1)) do
+    for _, m in ipairs(redis.call('ZRANGE', KEYS[1], '(0', '+inf', 'BYSCORE', 'LIMIT', 0, n - cap)) do
       out[#out + 1] = m
+      redis.call('ZADD', KEYS[1], -1, m)
     end
-    redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - cap - 1)
   end
 end
 return out
 ";
 
-/// Moves members to the revoking set (KEYS[1] the index, KEYS[2] the revoking set;
-/// ARGV[1] 'all', 'pair' with ARGV[2] an access hash, or 'family' with ARGV[2] a family
-/// id); answers the whole revoking set (earlier unfinished revocations' members too).
+/// Marks members as being revoked (KEYS[1] the index; ARGV[1] 'all', 'pair' with ARGV[2]
+/// an access hash, or 'family' with ARGV[2] a family id): their score becomes -1, out of
+/// the live ones. Answers every member being revoked (earlier unfinished revocations'
+/// too).
 const TAKE: &str = r"
-local members = redis.call('ZRANGE', KEYS[1], 0, -1)
-local ttl = redis.call('TTL', KEYS[1])
 local out = {}
-if ARGV[1] == 'all' then
-  out = members
-  redis.call('DEL', KEYS[1])
-else
-  for _, m in ipairs(members) do
-    local kind = string.sub(m, 1, 1)
-    local pick = false
-    if ARGV[1] == 'pair' and (kind == 'p' or kind == 'a') then
-      pick = string.sub(m, 2, 17) == ARGV[2]
-    elseif ARGV[1] == 'family' and kind == 'p' then
-      pick = string.sub(m, 34, 39) == ARGV[2]
-    end
-    if pick then out[#out + 1] = m end
+for _, m in ipairs(redis.call('ZRANGE', KEYS[1], '(0', '+inf', 'BYSCORE')) do
+  local kind = string.sub(m, 1, 1)
+  local pick = ARGV[1] == 'all'
+  if ARGV[1] == 'pair' and (kind == 'p' or kind == 'a') then
+    pick = string.sub(m, 2, 17) == ARGV[2]
+  elseif ARGV[1] == 'family' and kind == 'p' then
+    pick = string.sub(m, 34, 39) == ARGV[2]
   end
-  for i = 1, #out, 1000 do
-    redis.call('ZREM', KEYS[1], unpack(out, i, math.min(i + 999, #out)))
+  if pick then
+    out[#out + 1] = -1
+    out[#out + 1] = m
   end
 end
 for i = 1, #out, 1000 do
-  redis.call('SADD', KEYS[2], unpack(out, i, math.min(i + 999, #out)))
+  redis.call('ZADD', KEYS[1], unpack(out, i, math.min(i + 999, #out)))
 end
-if #out > 0 and redis.call('TTL', KEYS[2]) < ttl then
-  redis.call('EXPIRE', KEYS[2], ttl)
-end
-return redis.call('SMEMBERS', KEYS[2])
+return redis.call('ZRANGE', KEYS[1], '-inf', '(0', 'BYSCORE')
 ";
 
 /// A pair as its member names it.
@@ -186,7 +181,7 @@ impl RedisTokens {
         };
         let refresh_ttl = access_ttl * 2;
         let refresh_key = self.key(kind::REFRESH, &refresh_hash.encode());
-        let (index, revoking) = self.index_keys(&pair.access.username);
+        let index = self.index_key(&pair.access.username);
         let member = Member {
             access: pair.access_hash,
             refresh: Some((*refresh_hash, pair.family)),
@@ -203,9 +198,8 @@ impl RedisTokens {
                 index.as_bytes(),
                 redis::cmd("EVAL")
                     .arg(ISSUE)
-                    .arg(2)
+                    .arg(1)
                     .arg(&index)
-                    .arg(&revoking)
                     .arg(member.bytes())
                     .arg(refresh_ttl)
                     .arg(parent.map(|p| Member::from(p).bytes()).unwrap_or_default())
@@ -227,19 +221,15 @@ impl RedisTokens {
         if !trimmed.is_empty() {
             // Out of the index already; the pair answers once their tokens are dead too.
             let replication = self.durability.issue();
-            self.revoke_members("trim", &revoking, trimmed, None, replication)
+            self.revoke_members("trim", &index, trimmed, None, replication)
                 .await?;
         }
         Ok(Issue::Issued)
     }
 
-    /// A user's index and revoking set: one hash tag, one slot.
-    pub(super) fn index_keys(&self, username: &str) -> (String, String) {
-        let tagged = format!("{{{username}}}");
-        (
-            self.key(kind::INDEX, &tagged),
-            self.key(kind::REVOKING, &tagged),
-        )
+    /// A user's index.
+    pub(super) fn index_key(&self, username: &str) -> String {
+        self.key(kind::INDEX, username)
     }
 
     /// Takes the members `mode` picks out of `username`'s index (`TAKE`), then revokes
@@ -252,32 +242,31 @@ impl RedisTokens {
         selector: &[u8],
         also: Option<&TokenHash>,
     ) -> Result<u64, StoreError> {
-        let (index, revoking) = self.index_keys(username);
+        let index = self.index_key(username);
         let mut ops = Ops::new();
         ops.keep(
             index.as_bytes(),
             redis::cmd("EVAL")
                 .arg(TAKE)
-                .arg(2)
+                .arg(1)
                 .arg(&index)
-                .arg(&revoking)
                 .arg(mode)
                 .arg(selector)
                 .clone(),
         );
         let (members,): (Vec<Vec<u8>>,) = self.bounded(operation, ops.run(&self.conn)).await?;
         let replication = self.durability.revocations;
-        self.revoke_members(operation, &revoking, &members, also, replication)
+        self.revoke_members(operation, &index, &members, also, replication)
             .await
     }
 
     /// Overwrites the tokens of `members` (and `also`) with the revoked value, keeping
-    /// their TTLs, then clears the members from the revoking set; returns how many tokens
-    /// were live.
+    /// their TTLs (and waits until `replication`'s replicas have it), then removes the
+    /// members from the index; returns how many tokens were live.
     async fn revoke_members(
         &self,
         operation: &'static str,
-        revoking: &str,
+        index: &str,
         members: &[Vec<u8>],
         also: Option<&TokenHash>,
         replication: Option<Replication>,
@@ -323,7 +312,7 @@ impl RedisTokens {
         };
         if !members.is_empty() {
             let mut ops = Ops::new();
-            ops.ignore(revoking.as_bytes(), Cmd::srem(revoking, members));
+            ops.ignore(index.as_bytes(), Cmd::zrem(index, members));
             let () = self.bounded(operation, ops.run(&self.conn)).await?;
         }
         // Forgotten again now that the keys are dead: a miss that read one before may

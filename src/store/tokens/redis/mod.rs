@@ -7,8 +7,7 @@
 //! |---|---|---|---|
 //! | `P a:<hash>` | string | the client's `token_expire_time` | an access token's record (or, revoked, the revoked value) |
 //! | `P r:<hash>` | string | 2 × `token_expire_time` | a refresh token's record (or the revoked value) |
-//! | `P u:{<username>}` | sorted set | the longest-lived member | a user's pairs: one member per pair (`index.rs`), score = the pair's end |
-//! | `P t:{<username>}` | set | as the index | a user's pairs taken out of the index, being revoked |
+//! | `P u:<username>` | sorted set | the longest-lived member | a user's pairs: one member per pair (`index.rs`), score = the pair's end (-1 while being revoked) |
 //! | `P s:<value>` | string | the freshness window and a margin | a request signature already used |
 //! | `P n:<name>` | string (integer) | its window, from the first hit | a counter: login attempts, requests per network, code guesses and sends |
 //! | `P l:<name>` | string | the lock's duration | a lock: the resend lock of verification codes |
@@ -16,12 +15,11 @@
 //! | `P m:<source>:<table>` | string (integer) | none | the last row id `import-legacy-tokens` carried over from a legacy token table |
 //!
 //! The keys of one token sit on different cluster slots (an access token is found by its
-//! hash alone, so nothing else can share its slot); a user's index and revoking set share
-//! one (their hash tag is the username). The writes of one operation are `Ops` in stages
+//! hash alone, so nothing else can share its slot). The writes of one operation are `Ops` in stages
 //! (`conn.rs`): one pipeline on a single node, grouped by slot stage after stage on a
 //! cluster. The atomic steps are Lua scripts on one slot: single-use refresh on the
 //! refresh key (it returns the value and marks it used, same TTL, so a replay is
-//! recognised); filing and taking pairs on the user's two keys (`index.rs` says why no
+//! recognised); filing and taking pairs on the user's index (`index.rs` says why no
 //! interleaving can leave a revoked token valid).
 //!
 //! `<hash>` is 22 characters (128 bits of SHA-256, base64url); values are in the binary
