@@ -17,5 +17,6 @@ mod near_cache;
 mod ops;
 mod profile;
 mod redis_layout;
+mod resharding;
 mod scale;
 mod transport;

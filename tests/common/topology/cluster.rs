@@ -26,35 +26,7 @@ impl LocalCluster {
         let mut nodes = Vec::new();
         for _ in 0..6 {
             let port = free_cluster_port();
-            let d = dir.0.display();
-            nodes.push(Node::start(
-                port,
-                [
-                    "--bind",
-                    "127.0.0.1",
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    &format!("{d}/nodes-{port}.conf"),
-                    "--cluster-node-timeout",
-                    "1000",
-                    "--dir",
-                    &d.to_string(),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    // Replicas sync at once; DEBUG SLEEP stalls one in the fault tests.
-                    "--repl-diskless-sync-delay",
-                    "0",
-                    "--enable-debug-command",
-                    "local",
-                ]
-                .map(String::from)
-                .into_iter()
-                .chain(guard.server_args(port, true))
-                .collect(),
-            ));
+            nodes.push(Node::start(port, node_args(&dir, &guard, port)));
         }
         let addrs: Vec<String> = nodes
             .iter()
@@ -147,6 +119,110 @@ impl LocalCluster {
                     .cli(self.nodes[i].port, &["role"])
                     .starts_with("master")
         })
+    }
+}
+
+/// A cluster node's `redis-server` arguments.
+fn node_args(dir: &Scratch, guard: &Guard, port: u16) -> Vec<String> {
+    let d = dir.0.display();
+    [
+        "--bind",
+        "127.0.0.1",
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        &format!("{d}/nodes-{port}.conf"),
+        "--cluster-node-timeout",
+        "1000",
+        "--dir",
+        &d.to_string(),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        // Replicas sync at once; DEBUG SLEEP stalls one in the fault tests.
+        "--repl-diskless-sync-delay",
+        "0",
+        "--enable-debug-command",
+        "local",
+    ]
+    .map(String::from)
+    .into_iter()
+    .chain(guard.server_args(port, true))
+    .collect()
+}
+
+impl LocalCluster {
+    /// A new master with no slots, and a replica of it, joined to the cluster (as
+    /// `redis-cli --cluster add-node` does); their indexes in `nodes`.
+    pub fn add_master_with_replica(&mut self) -> (usize, usize) {
+        let seed = format!("127.0.0.1:{}", self.nodes[0].port);
+        let master_port = free_cluster_port();
+        self.nodes.push(Node::start(
+            master_port,
+            node_args(&self._dir, &self.guard, master_port),
+        ));
+        let add = |args: &[&str]| {
+            let out = Command::new("redis-cli")
+                .args(self.guard.cli_args(true))
+                .args(["--cluster", "add-node"])
+                .args(args)
+                .output()
+                .unwrap_or_else(|e| missing("redis-cli", &e));
+            assert!(
+                out.status.success(),
+                "redis-cli --cluster add-node: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        };
+        add(&[&format!("127.0.0.1:{master_port}"), &seed]);
+        let master_id = self.id(master_port);
+        wait_until(
+            "the cluster knows the new master",
+            Duration::from_secs(20),
+            || {
+                self.nodes[..self.nodes.len() - 1]
+                    .iter()
+                    .filter(|n| n.pid.is_some())
+                    .all(|n| self.cli(n.port, &["cluster", "nodes"]).contains(&master_id))
+            },
+        );
+        let replica_port = free_cluster_port();
+        self.nodes.push(Node::start(
+            replica_port,
+            node_args(&self._dir, &self.guard, replica_port),
+        ));
+        add(&[
+            &format!("127.0.0.1:{replica_port}"),
+            &seed,
+            "--cluster-slave",
+            "--cluster-master-id",
+            &master_id,
+        ]);
+        self.wait_healthy();
+        (self.nodes.len() - 2, self.nodes.len() - 1)
+    }
+
+    /// A node's cluster id.
+    pub fn id(&self, port: u16) -> String {
+        self.cli(port, &["cluster", "myid"]).trim().to_owned()
+    }
+
+    /// `redis-cli --cluster <args…>` against the cluster (a reshard, a rebalance): its
+    /// output, the command failing the test when it fails.
+    pub fn manage(&self, args: &[&str]) -> String {
+        let seed = format!("127.0.0.1:{}", self.nodes[0].port);
+        let out = Command::new("redis-cli")
+            .args(self.guard.cli_args(true))
+            .arg("--cluster")
+            .arg(args[0])
+            .arg(&seed)
+            .args(&args[1..])
+            .output()
+            .unwrap_or_else(|e| missing("redis-cli", &e));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "redis-cli --cluster {args:?}: {text}");
+        text
     }
 }
 

@@ -32,9 +32,13 @@
 //!
 //! A command lost to a dropped connection or a timeout is answered as an error (HTTP 503,
 //! code 1) and left to the caller, who knows whether it may repeat it.
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
 use redis::cluster_async::ClusterConnection;
 use redis::{
     Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, ServerErrorKind, Value,
@@ -108,7 +112,7 @@ pub(super) fn config(msg: impl Into<String>) -> OpenError {
 #[derive(Clone)]
 pub enum RedisConn {
     Standalone(ConnectionManager),
-    Cluster(ClusterConnection),
+    Cluster(ClusterConnection, Arc<AskTargets>),
     Sentinel(SentinelConn),
 }
 
@@ -166,6 +170,7 @@ impl RedisConn {
                         "--redis-sentinel-master is for --redis-mode sentinel",
                     ));
                 }
+                let seed = urls[0].clone();
                 let client = redis::cluster::ClusterClientBuilder::new(urls)
                     // Resend nothing: see the module's text.
                     .retries(0)
@@ -189,7 +194,12 @@ impl RedisConn {
                         .into(),
                         source,
                     })?;
-                let mut conn = Self::Cluster(conn);
+                let targets =
+                    AskTargets::new(&seed, timeout).map_err(|source| OpenError::Redis {
+                        what: "invalid --redis-url for a cluster".into(),
+                        source,
+                    })?;
+                let mut conn = Self::Cluster(conn, Arc::new(targets));
                 conn.check_cluster()
                     .await
                     .map_err(|source| OpenError::Redis {
@@ -218,7 +228,7 @@ impl RedisConn {
     pub fn mode(&self) -> RedisMode {
         match self {
             Self::Standalone(_) => RedisMode::Standalone,
-            Self::Cluster(_) => RedisMode::Cluster,
+            Self::Cluster(..) => RedisMode::Cluster,
             Self::Sentinel(_) => RedisMode::Sentinel,
         }
     }
@@ -227,7 +237,7 @@ impl RedisConn {
     /// that `CLUSTER SLOTS` names answers PING on its own connection. (A PING sent to
     /// "all masters" would skip a master the client has no connection to.)
     async fn check_cluster(&mut self) -> RedisResult<()> {
-        let Self::Cluster(conn) = self else {
+        let Self::Cluster(conn, _) = self else {
             return Ok(());
         };
         let info: String = redis::cmd("CLUSTER").arg("INFO").query_async(conn).await?;
@@ -284,7 +294,7 @@ impl RedisConn {
     /// master is known and answers.
     pub async fn ready(&mut self) -> RedisResult<()> {
         match self {
-            Self::Cluster(_) => self.check_cluster().await,
+            Self::Cluster(..) => self.check_cluster().await,
             _ => redis::cmd("PING").query_async::<()>(self).await,
         }
     }
@@ -385,32 +395,108 @@ pub(super) const RESEND_PAUSES: [Duration; 3] = [
     Duration::from_millis(150),
 ];
 
-/// Sends `pipeline`'s commands (or `cmd` alone) to the node at `host:port` after `ASKING`,
-/// on the cluster client's connection to it: the answers of the commands.
+/// Connections of our own to the nodes an `ASK` names that the cluster client has none
+/// to: a master that joined the cluster owns no slot until its first one is moved to
+/// it, so the client's slot map does not name it while that slot is being moved.
+pub struct AskTargets {
+    /// The seed's connection settings (password, TLS): every node shares them.
+    template: redis::ConnectionInfo,
+    config: redis::AsyncConnectionConfig,
+    conns: tokio::sync::Mutex<HashMap<(String, u16), MultiplexedConnection>>,
+}
+
+impl AskTargets {
+    fn new(seed: &str, timeout: Duration) -> RedisResult<Self> {
+        Ok(Self {
+            template: redis::IntoConnectionInfo::into_connection_info(seed)?,
+            config: redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(timeout))
+                .set_response_timeout(Some(timeout)),
+            conns: tokio::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The connection to `host:port`, made when there is none yet.
+    async fn to(&self, host: &str, port: u16) -> RedisResult<MultiplexedConnection> {
+        let mut conns = self.conns.lock().await;
+        if let Some(conn) = conns.get(&(host.to_owned(), port)) {
+            return Ok(conn.clone());
+        }
+        let addr = match self.template.addr() {
+            redis::ConnectionAddr::TcpTls {
+                insecure,
+                tls_params,
+                ..
+            } => redis::ConnectionAddr::TcpTls {
+                host: host.to_owned(),
+                port,
+                insecure: *insecure,
+                tls_params: tls_params.clone(),
+            },
+            _ => redis::ConnectionAddr::Tcp(host.to_owned(), port),
+        };
+        let info = self.template.clone().set_addr(addr);
+        let conn = redis::Client::open(info)?
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await?;
+        conns.insert((host.to_owned(), port), conn.clone());
+        Ok(conn)
+    }
+
+    /// Forgets the connection to `host:port` (after an error on it).
+    async fn forget(&self, host: &str, port: u16) {
+        self.conns.lock().await.remove(&(host.to_owned(), port));
+    }
+}
+
+/// Sends `commands` to the node at `host:port` after `ASKING`, as one pipeline: the
+/// answers of the commands. On the cluster client's connection to that node when it has
+/// one, else on one of `side`'s.
 async fn asking(
     conn: &mut ClusterConnection,
+    side: &AskTargets,
     host: &str,
     port: u16,
-    commands: impl Iterator<Item = Cmd>,
+    commands: Vec<Cmd>,
 ) -> RedisResult<Vec<Value>> {
     use redis::cluster_routing::SingleNodeRoutingInfo;
     let mut pipe = redis::pipe();
     pipe.add_command(redis::cmd("ASKING"));
-    let mut count = 0;
+    let count = commands.len();
     for cmd in commands {
         pipe.add_command(cmd);
-        count += 1;
     }
-    conn.route_pipeline(
-        pipe,
-        1,
-        count,
-        SingleNodeRoutingInfo::ByAddress {
-            host: host.to_owned(),
-            port,
-        },
-    )
-    .await
+    let routed = conn
+        .route_pipeline(
+            pipe.clone(),
+            1,
+            count,
+            SingleNodeRoutingInfo::ByAddress {
+                host: host.to_owned(),
+                port,
+            },
+        )
+        .await;
+    match routed {
+        Err(e) if e.kind() == ErrorKind::ClusterConnectionNotFound => {
+            let mut own = side.to(host, port).await?;
+            let answer = own.req_packed_commands(&pipe, 1, count).await;
+            if answer.as_ref().is_err_and(|e| e.is_io_error()) {
+                side.forget(host, port).await;
+            }
+            // A server's error comes back as a value on this connection: as the cluster
+            // client does, an error.
+            let values = answer?;
+            match values.iter().find_map(|v| match v {
+                Value::ServerError(e) => Some(e.clone()),
+                _ => None,
+            }) {
+                Some(e) => Err(e.into()),
+                None => Ok(values),
+            }
+        }
+        other => other,
+    }
 }
 
 /// What goes to a cluster: one command, or a pipeline (with the offset and count of the
@@ -432,7 +518,11 @@ impl Sent<'_> {
 
 /// Sends one command or one pipeline on a cluster, again while the server refuses it
 /// whole (see the module's text); the answers wanted (one for a command).
-async fn on_cluster(conn: &mut ClusterConnection, sent: Sent<'_>) -> RedisResult<Vec<Value>> {
+async fn on_cluster(
+    conn: &mut ClusterConnection,
+    side: &AskTargets,
+    sent: Sent<'_>,
+) -> RedisResult<Vec<Value>> {
     let count = match sent {
         Sent::One(_) => 1,
         Sent::Many(pipeline, ..) => pipeline.cmd_iter().count(),
@@ -446,7 +536,7 @@ async fn on_cluster(conn: &mut ClusterConnection, sent: Sent<'_>) -> RedisResult
                 conn.req_packed_commands(pipeline, offset, count).await
             }
             (Some((host, port)), _) => {
-                let values = asking(conn, host, *port, sent.commands().into_iter()).await?;
+                let values = asking(conn, side, host, *port, sent.commands()).await?;
                 Ok(match sent {
                     Sent::One(_) => values,
                     Sent::Many(_, offset, count) => {
@@ -481,8 +571,8 @@ impl ConnectionLike for RedisConn {
         match self {
             // The hot path: no wrapper of our own around the manager's future.
             Self::Standalone(conn) => conn.req_packed_command(cmd),
-            Self::Cluster(conn) => Box::pin(async move {
-                let mut values = on_cluster(conn, Sent::One(cmd)).await?;
+            Self::Cluster(conn, side) => Box::pin(async move {
+                let mut values = on_cluster(conn, side, Sent::One(cmd)).await?;
                 Ok(values.pop().unwrap_or(Value::Nil))
             }),
             Self::Sentinel(conn) => Box::pin(conn.command(cmd)),
@@ -497,7 +587,9 @@ impl ConnectionLike for RedisConn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Self::Standalone(conn) => conn.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(conn) => Box::pin(on_cluster(conn, Sent::Many(pipeline, offset, count))),
+            Self::Cluster(conn, side) => {
+                Box::pin(on_cluster(conn, side, Sent::Many(pipeline, offset, count)))
+            }
             Self::Sentinel(conn) => Box::pin(conn.pipeline(pipeline, offset, count)),
         }
     }
@@ -505,7 +597,7 @@ impl ConnectionLike for RedisConn {
     fn get_db(&self) -> i64 {
         match self {
             Self::Standalone(conn) => conn.get_db(),
-            Self::Cluster(conn) => conn.get_db(),
+            Self::Cluster(conn, _) => conn.get_db(),
             Self::Sentinel(_) => 0,
         }
     }

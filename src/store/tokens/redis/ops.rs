@@ -95,7 +95,7 @@ impl Ops {
     /// Runs every command; the kept answers, in order, as `T` (a tuple or a vector).
     pub async fn run<T: FromRedisValue>(&self, conn: &RedisConn) -> RedisResult<T> {
         let kept = match conn {
-            RedisConn::Cluster(_) => self.run_staged(conn).await?,
+            RedisConn::Cluster(..) => self.run_staged(conn).await?,
             _ => {
                 let mut pipe = redis::pipe();
                 for op in &self.ops {

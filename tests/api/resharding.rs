@@ -1,0 +1,272 @@
+//! A growing cluster never answers 503: while a slot is half-moved to a new master (its
+//! old owner answering `ASK` for the keys it no longer has), and while `redis-cli
+//! --cluster reshard` moves thousands of slots to a new master and `rebalance` moves them
+//! back, every check, refresh, login and logout answers as it would on a still cluster.
+//! On a Cluster of the test's own (3 masters, 3 replicas, then a fourth master and its
+//! replica).
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+use tokencache::store::tokens::redis::RedisMode;
+use tokencache::store::TokenHash;
+
+use super::scale::serve_on_with;
+use crate::common::topology::LocalCluster;
+use crate::common::*;
+
+/// The slot of `key`, as the cluster says.
+fn slot(cluster: &LocalCluster, key: &str) -> String {
+    cluster
+        .cli(cluster.nodes[0].port, &["cluster", "keyslot", key])
+        .trim()
+        .to_owned()
+}
+
+/// Starts moving `slot` from the master at `from` to the one at `to` (as `redis-cli
+/// --cluster reshard` does: the target importing, the owner migrating).
+fn begin_move(cluster: &LocalCluster, slot: &str, from: u16, to: u16) {
+    let (from_id, to_id) = (cluster.id(from), cluster.id(to));
+    assert!(cluster
+        .cli(to, &["cluster", "setslot", slot, "importing", &from_id])
+        .contains("OK"));
+    assert!(cluster
+        .cli(from, &["cluster", "setslot", slot, "migrating", &to_id])
+        .contains("OK"));
+}
+
+/// Moves one key of a migrating slot to its new owner.
+fn move_key(cluster: &LocalCluster, key: &str, from: u16, to: u16) {
+    let out = cluster.cli(
+        from,
+        &[
+            "migrate",
+            "127.0.0.1",
+            &to.to_string(),
+            "",
+            "0",
+            "5000",
+            "KEYS",
+            key,
+        ],
+    );
+    assert!(out.contains("OK"), "MIGRATE {key}: {out}");
+}
+
+/// Moves the rest of `slot`'s keys and gives it to `to`, on every master.
+fn end_move(cluster: &LocalCluster, slot: &str, from: u16, to: u16) {
+    loop {
+        let keys = cluster.cli(from, &["cluster", "getkeysinslot", slot, "100"]);
+        let keys: Vec<&str> = keys.lines().filter(|l| !l.is_empty()).collect();
+        if keys.is_empty() {
+            break;
+        }
+        for key in keys {
+            move_key(cluster, key, from, to);
+        }
+    }
+    let to_id = cluster.id(to);
+    for node in &cluster.nodes {
+        let role = cluster.cli(node.port, &["role"]);
+        if role.starts_with("master") {
+            cluster.cli(node.port, &["cluster", "setslot", slot, "node", &to_id]);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MariaDB and redis-server: cargo test -- --include-ignored"]
+async fn a_slot_half_moved_to_a_new_master_serves_every_token_in_it() {
+    let mut cluster = LocalCluster::start();
+    // A cap above the pairs the loop makes: its trims are not under test here.
+    let app = serve_on_with(RedisMode::Cluster, cluster.urls(), None, |s| {
+        s.rules.max_sessions_per_user = 10_000;
+    })
+    .await;
+    let (new_master, _) = cluster.add_master_with_replica();
+    let to = cluster.nodes[new_master].port;
+    let prefix = app.settings.redis_prefix.clone();
+    let key = |kind: &str, token: &str| format!("{prefix}{kind}:{}", TokenHash::of(token).encode());
+
+    // Two pairs of alice: of the first, the access key and alice's index move to the
+    // new master before the slot does; of the second, the access key stays behind.
+    let (moved, moved_refresh) = app.login().await;
+    let (stays, _) = app.login().await;
+    let index = format!("{prefix}u:alice");
+    let mut slots = Vec::new();
+    for (k, move_it) in [
+        (key("a", &moved), true),
+        (index.clone(), true),
+        (key("a", &stays), false),
+    ] {
+        let s = slot(&cluster, &k);
+        let from = cluster.nodes[cluster.master_of(&k)].port;
+        if !slots.iter().any(|(t, _): &(String, u16)| *t == s) {
+            begin_move(&cluster, &s, from, to);
+            slots.push((s.clone(), from));
+        }
+        if move_it {
+            move_key(&cluster, &k, from, to);
+        }
+    }
+
+    // The slots held half-moved for 2 s, the tokens in them used all along.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut answers = 0;
+    let mut refresh = moved_refresh;
+    while Instant::now() < deadline {
+        for token in [&moved, &stays] {
+            let (status, v) = app.check_token(token).await;
+            assert_eq!(status, StatusCode::OK, "{v}");
+            assert_eq!(v["data"]["username"], json!("alice"));
+            answers += 1;
+        }
+        // A refresh files into the half-moved index and its new pair is live; a new
+        // login too, and a logout of it revokes it at once.
+        let (status, v) = app.refresh(&refresh).await;
+        assert_eq!(status, StatusCode::OK, "refresh: {v}");
+        refresh = v["data"]["refresh_token"].as_str().unwrap().to_owned();
+        let new = v["data"]["access_token"].as_str().unwrap().to_owned();
+        assert_eq!(app.check_token(&new).await.0, StatusCode::OK);
+        let (login, _) = app.login().await;
+        let (status, v) = app.post("/api/v1/logout", &json!({ "token": login })).await;
+        assert_eq!(status, StatusCode::OK, "logout: {v}");
+        assert_fails(&app.check_token(&login).await, 401, 102);
+        answers += 6;
+    }
+    for (s, from) in &slots {
+        end_move(&cluster, s, *from, to);
+    }
+    for token in [&moved, &stays] {
+        assert_eq!(app.check_token(token).await.0, StatusCode::OK);
+    }
+    println!("half-moved slots: {answers} answers, every one as on a still cluster");
+    app.cleanup().await;
+}
+
+/// Traffic until `stop`: four clients checking tokens that must be live, refreshing
+/// their own chain, logging in, logging out one of their own; every answer that is not
+/// what a still cluster gives is returned, with what it was.
+async fn traffic(app: &TestApp, live: &[String], stop: Arc<AtomicBool>) -> (usize, Vec<String>) {
+    let clients = (0..4).map(|n| {
+        let stop = stop.clone();
+        async move {
+            let mut seen = 0;
+            let mut wrong = Vec::new();
+            let (_, mut refresh) = app.login().await;
+            let mut i = n;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let token = &live[i % live.len()];
+                let (status, v) = app.check_token(token).await;
+                if status != StatusCode::OK {
+                    wrong.push(format!("check: {status} {v}"));
+                }
+                if i % 5 == 0 {
+                    let (status, v) = app.refresh(&refresh).await;
+                    match v["data"]["refresh_token"].as_str() {
+                        Some(next) if status == StatusCode::OK => refresh = next.to_owned(),
+                        _ => {
+                            wrong.push(format!("refresh: {status} {v}"));
+                            refresh = app.login().await.1;
+                        }
+                    }
+                }
+                if i % 17 == 0 {
+                    let (status, v) = app.authorize("alice", PASSWORD).await;
+                    if status != StatusCode::OK {
+                        wrong.push(format!("login: {status} {v}"));
+                        continue;
+                    }
+                    let token = v["data"]["access_token"].as_str().unwrap().to_owned();
+                    let (status, v) = app.post("/api/v1/logout", &json!({ "token": token })).await;
+                    if status != StatusCode::OK {
+                        wrong.push(format!("logout: {status} {v}"));
+                    }
+                    seen += 2;
+                }
+                seen += 2;
+            }
+            (seen, wrong)
+        }
+    });
+    let mut total = 0;
+    let mut all = Vec::new();
+    for (seen, wrong) in futures::future::join_all(clients).await {
+        total += seen;
+        all.extend(wrong);
+    }
+    (total, all)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MariaDB and redis-server: cargo test -- --include-ignored"]
+async fn a_reshard_to_a_new_master_and_a_rebalance_back_answer_every_request() {
+    let mut cluster = LocalCluster::start();
+    // A cap above what the traffic makes: its trims are not under test here.
+    let app = serve_on_with(RedisMode::Cluster, cluster.urls(), None, |s| {
+        s.rules.max_sessions_per_user = 10_000;
+        s.rules.limits.ip_authorize = 0;
+    })
+    .await;
+    let mut live = Vec::new();
+    for _ in 0..200 {
+        live.push(app.login().await.0);
+    }
+    let (new_master, _) = cluster.add_master_with_replica();
+    let new_id = cluster.id(cluster.nodes[new_master].port);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    // The moves on a blocking thread of their own; the traffic meanwhile.
+    let mover = {
+        let stop = stop.clone();
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            cluster.manage(&[
+                "reshard",
+                "--cluster-from",
+                "all",
+                "--cluster-to",
+                &new_id,
+                "--cluster-slots",
+                "4096",
+                "--cluster-yes",
+            ]);
+            let resharded = started.elapsed();
+            // Until every node agrees on the new owners (as an operator waits between
+            // the two).
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !std::process::Command::new("redis-cli")
+                .args([
+                    "--cluster",
+                    "check",
+                    &format!("127.0.0.1:{}", cluster.nodes[0].port),
+                ])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("All nodes agree"))
+            {
+                assert!(Instant::now() < deadline, "the nodes did not agree");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            cluster.manage(&["rebalance", "--cluster-weight", &format!("{new_id}=0")]);
+            stop.store(true, Ordering::Relaxed);
+            (cluster, resharded, started.elapsed())
+        })
+    };
+    let (total, wrong) = traffic(&app, &live, stop).await;
+    let (cluster, resharded, rebalanced) = mover.await.unwrap();
+    println!(
+        "reshard of 4096 slots to a new master in {resharded:?}, rebalanced back by \
+         {rebalanced:?}: {total} answers, {} not as on a still cluster",
+        wrong.len()
+    );
+    assert!(wrong.is_empty(), "{:?}", &wrong[..wrong.len().min(10)]);
+    assert!(total > 100, "only {total} answers");
+    for token in &live {
+        assert_eq!(app.check_token(token).await.0, StatusCode::OK);
+    }
+    app.cleanup().await;
+    drop(cluster);
+}
