@@ -149,7 +149,11 @@ async fn a_slot_half_moved_to_a_new_master_serves_every_token_in_it() {
 /// Traffic until `stop`: four clients checking tokens that must be live, refreshing
 /// their own chain, logging in, logging out one of their own; every answer that is not
 /// what a still cluster gives is returned, with what it was.
-async fn traffic(app: &TestApp, live: &[String], stop: Arc<AtomicBool>) -> (usize, Vec<String>) {
+async fn traffic(
+    app: &TestApp,
+    live: &[String],
+    stop: Arc<AtomicBool>,
+) -> (usize, Vec<(Instant, String)>) {
     let clients = (0..4).map(|n| {
         let stop = stop.clone();
         async move {
@@ -162,14 +166,14 @@ async fn traffic(app: &TestApp, live: &[String], stop: Arc<AtomicBool>) -> (usiz
                 let token = &live[i % live.len()];
                 let (status, v) = app.check_token(token).await;
                 if status != StatusCode::OK {
-                    wrong.push(format!("check: {status} {v}"));
+                    wrong.push((Instant::now(), format!("check: {status} {v}")));
                 }
                 if i % 5 == 0 {
                     let (status, v) = app.refresh(&refresh).await;
                     match v["data"]["refresh_token"].as_str() {
                         Some(next) if status == StatusCode::OK => refresh = next.to_owned(),
                         _ => {
-                            wrong.push(format!("refresh: {status} {v}"));
+                            wrong.push((Instant::now(), format!("refresh: {status} {v}")));
                             refresh = app.login().await.1;
                         }
                     }
@@ -177,13 +181,13 @@ async fn traffic(app: &TestApp, live: &[String], stop: Arc<AtomicBool>) -> (usiz
                 if i % 17 == 0 {
                     let (status, v) = app.authorize("alice", PASSWORD).await;
                     if status != StatusCode::OK {
-                        wrong.push(format!("login: {status} {v}"));
+                        wrong.push((Instant::now(), format!("login: {status} {v}")));
                         continue;
                     }
                     let token = v["data"]["access_token"].as_str().unwrap().to_owned();
                     let (status, v) = app.post("/api/v1/logout", &json!({ "token": token })).await;
                     if status != StatusCode::OK {
-                        wrong.push(format!("logout: {status} {v}"));
+                        wrong.push((Instant::now(), format!("logout: {status} {v}")));
                     }
                     seen += 2;
                 }
@@ -269,4 +273,167 @@ async fn a_reshard_to_a_new_master_and_a_rebalance_back_answer_every_request() {
     }
     app.cleanup().await;
     drop(cluster);
+}
+
+/// Runs `traffic` while `switch` (a planned failover) runs on a blocking thread and for
+/// 2 s after it; the answers seen and the ones not as on a still setup.
+async fn traffic_through<S: Send + 'static>(
+    app: &TestApp,
+    live: &[String],
+    switch: impl FnOnce() -> S + Send + 'static,
+) -> (usize, Vec<(Instant, String)>, S) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mover = {
+        let stop = stop.clone();
+        tokio::task::spawn_blocking(move || {
+            std::thread::sleep(Duration::from_millis(500));
+            let done = switch();
+            std::thread::sleep(Duration::from_secs(2));
+            stop.store(true, Ordering::Relaxed);
+            done
+        })
+    };
+    let (total, wrong) = traffic(app, live, stop).await;
+    (total, wrong, mover.await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MariaDB and redis-server: cargo test -- --include-ignored"]
+async fn a_planned_cluster_failover_answers_every_request() {
+    let cluster = LocalCluster::start();
+    let app = serve_on_with(RedisMode::Cluster, cluster.urls(), None, |s| {
+        s.rules.max_sessions_per_user = 10_000;
+        s.rules.limits.ip_authorize = 0;
+        s.redis_timeout = tokencache::app::DEFAULT_REDIS_TIMEOUT;
+    })
+    .await;
+    let mut live = Vec::new();
+    for _ in 0..100 {
+        live.push(app.login().await.0);
+    }
+    // The master of alice's index (every login and logout goes through it).
+    let index = format!("{}u:alice", app.settings.redis_prefix);
+    let master = cluster.nodes[cluster.master_of(&index)].port;
+    let replica: u16 = cluster
+        .cli(master, &["info", "replication"])
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("slave0:")?
+                .split(',')
+                .find_map(|f| f.strip_prefix("port=")?.parse().ok())
+        })
+        .expect("a replica");
+    let (total, wrong, (cluster, took)) = traffic_through(&app, &live, move || {
+        let started = Instant::now();
+        assert!(cluster
+            .cli(replica, &["cluster", "failover"])
+            .contains("OK"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !cluster.promoted(&index, master) {
+            assert!(Instant::now() < deadline, "the replica was not promoted");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let took = started.elapsed();
+        (cluster, took)
+    })
+    .await;
+    println!(
+        "CLUSTER FAILOVER: promotion {took:?} after the command; {total} answers, {} not as \
+         on a still cluster: {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
+    assert!(wrong.is_empty(), "{:?}", &wrong[..wrong.len().min(10)]);
+    for token in &live {
+        assert_eq!(app.check_token(token).await.0, StatusCode::OK);
+    }
+    app.cleanup().await;
+    drop(cluster);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MariaDB and redis-server: cargo test -- --include-ignored"]
+async fn a_planned_sentinel_failover_answers_every_request() {
+    let setup = crate::common::topology::LocalSentinels::start();
+    let app = serve_on_with(
+        RedisMode::Sentinel,
+        setup.urls(),
+        Some(setup.name.clone()),
+        |s| {
+            s.rules.max_sessions_per_user = 10_000;
+            s.rules.limits.ip_authorize = 0;
+            s.redis_timeout = tokencache::app::DEFAULT_REDIS_TIMEOUT;
+        },
+    )
+    .await;
+    let mut live = Vec::new();
+    for _ in 0..100 {
+        live.push(app.login().await.0);
+    }
+    let (total, wrong, (setup, started, took, synced)) = traffic_through(&app, &live, move || {
+        let old = setup.master_port();
+        let started = Instant::now();
+        let sentinel = setup.sentinels[0].port;
+        assert!(setup
+            .guard
+            .cli(sentinel, false, &["sentinel", "failover", &setup.name])
+            .contains("OK"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while setup.master_port() == old {
+            assert!(Instant::now() < deadline, "the sentinels did not switch");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let took = started.elapsed();
+        // Until the demoted master follows the new one: revocations wait for a replica.
+        let old = old.expect("a master before");
+        while !setup.guard.cli(old, true, &["role"]).contains("connected") {
+            assert!(Instant::now() < deadline, "the old master did not follow");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let synced = started.elapsed();
+        (setup, started, took, synced)
+    })
+    .await;
+    // Sentinel demotes the old master without pausing its clients first: what it was
+    // given in the switch is lost. A revocation that reached it answers 503 (no replica
+    // confirmed it), and so does one made before the old master follows the new one (a
+    // revocation waits for a replica); a command caught in the switch times out (503); a
+    // refresh it answered can be lost (the next use of its token is refused, 102), unless
+    // --redis-wait-on-issue. All of it before the new master has its replica, none after.
+    let window = |w: &[(Instant, String)]| {
+        w.iter()
+            .map(|(t, _)| t.saturating_duration_since(started))
+            .max()
+            .unwrap_or_default()
+    };
+    let unexpected: Vec<_> = wrong
+        .iter()
+        .filter(|(_, w)| {
+            !(w.contains(" 503 ") && w.contains("\"code\":1") || w.starts_with("refresh: 401"))
+        })
+        .collect();
+    println!(
+        "SENTINEL FAILOVER: the sentinels named the new master {took:?} after the command, \
+         the old one followed it after {synced:?}; {total} answers, {} not as on a still \
+         setup ({} 503, {} refresh 102), the last {:?} after the command",
+        wrong.len(),
+        wrong.iter().filter(|(_, w)| w.contains(" 503 ")).count(),
+        wrong
+            .iter()
+            .filter(|(_, w)| w.starts_with("refresh: 401"))
+            .count(),
+        window(&wrong)
+    );
+    assert!(unexpected.is_empty(), "{unexpected:?}");
+    assert!(
+        window(&wrong) <= synced + Duration::from_millis(500),
+        "answers not as on a still setup {:?} after the command",
+        window(&wrong)
+    );
+    for token in &live {
+        assert_eq!(app.check_token(token).await.0, StatusCode::OK);
+    }
+    app.cleanup().await;
+    drop(setup);
 }
