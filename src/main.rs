@@ -48,8 +48,10 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(ref args) => cli::serve(&cli.stores, args).await,
-            command => cli::admin(&cli.stores, command).await,
+            // Boxed: the two futures nest deeply enough that a release build's layout
+            // computation of one future holding both overflowed rustc's query depth.
+            Command::Serve(ref args) => Box::pin(cli::serve(&cli.stores, args)).await,
+            command => Box::pin(cli::admin(&cli.stores, command)).await,
         }
     });
     match result {
