@@ -81,7 +81,7 @@ class Redis:
             self.procs.append(subprocess.Popen(
                 ["redis-server", "--port", str(p), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
                  "--cluster-config-file", f"{self.dir}/nodes-{p}.conf", "--dir", self.dir,
-                 "--save", "", "--appendonly", "no"],
+                 "--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         for p in ports:
             wait_port(p)
@@ -95,6 +95,11 @@ class Redis:
         time.sleep(1)
         self.masters = [p for p in ports if cli(p, "role").startswith("master")]
         self.replicas = [p for p in ports if p not in self.masters]
+        # A revocation waits for a replica (WAIT): every replica in sync before the runs.
+        while not all("master_link_status:up" in cli(p, "info", "replication") for p in self.replicas):
+            if time.time() > end:
+                sys.exit("the replicas did not sync")
+            time.sleep(0.2)
         self.url = ",".join(f"redis://127.0.0.1:{p}" for p in ports)
 
     def stats(self):
