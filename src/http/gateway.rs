@@ -95,6 +95,10 @@ fn refused_spoof(name: &str) -> Response<Body> {
     *r.status_mut() = StatusCode::FORBIDDEN;
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
