@@ -11,9 +11,9 @@ use crate::domain::{Engine, Rules};
 use crate::http::{self, HttpSettings};
 use crate::store::records::sea::{MigrateError, SeaRecords};
 use crate::store::records::zone::DbZone;
+use crate::store::tokens::backend::Tokens;
 use crate::store::tokens::memory::MemoryTokens;
 use crate::store::tokens::redis::{OpenError, RedisMode, RedisTarget, RedisTokens};
-use crate::store::tokens::Tokens;
 use crate::store::{RecordStore, StoreError};
 
 /// The record store used when no `DATABASE_URL` is given.
