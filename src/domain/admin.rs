@@ -21,6 +21,15 @@ pub struct ClientSpec {
     pub allow_nopwd: bool,
 }
 
+impl ClientSpec {
+    /// `strict_verify` unless one is given: 1, verification codes forced.
+    pub const DEFAULT_STRICT_VERIFY: i32 = 1;
+}
+
+/// The app_key of a user created on the command line unless one is given: none (the
+/// user registered through no app).
+pub const NO_APP_KEY: &str = "";
+
 impl<T: TokenStore + Revocation + Counters, R: ClientRecords + UserRecords> Engine<T, R> {
     /// Creates a client; returns its secret (generated unless given).
     pub async fn create_client(&self, spec: ClientSpec) -> Result<Secret, DomainError> {
