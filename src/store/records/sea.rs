@@ -149,6 +149,8 @@ fn percent_decoded(text: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A sea-orm error as a store error: a unique key's conflict is `Conflict`, anything else
+/// `Unavailable` (also for the migrations, `migrate.rs`).
 pub(super) fn db_error(e: DbErr) -> StoreError {
     if let Some(SqlErr::UniqueConstraintViolation(_)) = e.sql_err() {
         return StoreError::Conflict;
