@@ -9,13 +9,14 @@ use crate::delivery::{self, DeliverySettings};
 use crate::domain::password::PasswordError;
 use crate::domain::{Engine, Rules};
 use crate::http::{self, HttpSettings};
-use crate::store::records::sea::{MigrateError, SeaRecords};
+use crate::store::records::migrate::MigrateError;
+use crate::store::records::sea::SeaRecords;
 use crate::store::records::zone::DbZone;
+use crate::store::tokens::backend::Tokens;
 use crate::store::tokens::memory::MemoryTokens;
 use crate::store::tokens::redis::{
     Durability, OpenError, RedisMode, RedisTarget, RedisTokens, Replication,
 };
-use crate::store::tokens::Tokens;
 use crate::store::{RecordStore, StoreError};
 
 /// The record store used when no `DATABASE_URL` is given.

@@ -31,11 +31,11 @@ use tonic::{Request, Response, Status};
 use crate::http::error::{chain, domain_answer};
 use crate::http::gateway::{bearer_value, header_text, spoofed};
 use crate::http::State;
-use crate::store::{RecordStore, TokenBackend};
+use crate::store::{RecordBackend, TokenBackend};
 use crate::telemetry;
 
 /// The `Authorization` service on the shared state.
-pub struct ExtAuthz<T: TokenBackend, R: RecordStore> {
+pub struct ExtAuthz<T: TokenBackend, R: RecordBackend> {
     state: Arc<State<T, R>>,
 }
 
@@ -90,7 +90,7 @@ fn header_names(request: &CheckRequest) -> Vec<&str> {
 impl<T, R> Authorization for ExtAuthz<T, R>
 where
     T: TokenBackend + Send + Sync + 'static,
-    R: RecordStore + Send + Sync + 'static,
+    R: RecordBackend + Send + Sync + 'static,
 {
     async fn check(
         &self,
@@ -186,7 +186,7 @@ pub async fn serve<T, R>(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) where
     T: TokenBackend + Send + Sync + 'static,
-    R: RecordStore + Send + Sync + 'static,
+    R: RecordBackend + Send + Sync + 'static,
 {
     use crate::http::conns::{ConnLimits, Conns};
     use hyper_util::rt::{TokioExecutor, TokioIo};

@@ -6,9 +6,11 @@
 //! - [`http`]: bytes ⇄ request structs, the router, statuses and the
 //!   `{state, code, error, data}` envelope. Imports neither redis nor sea-orm.
 //! - [`domain`]: the rules (signatures, passwords, issuing, checking, refreshing,
-//!   revoking), generic over the two store traits.
-//! - [`store`]: `TokenStore` (Redis in `store::tokens::redis`, or in-process) and
-//!   `RecordStore` (sea-orm over MySQL/MariaDB or SQLite in `store::records::sea`).
+//!   revoking), generic over the store traits.
+//! - [`store`]: the token traits (`TokenStore`, `Revocation`, `Counters`, `Codes`: Redis in
+//!   `store::tokens::redis`, or in-process) and the record traits (`RecordStore`,
+//!   `ClientRecords`, `UserRecords`, `ProfileRecords`: sea-orm over MySQL/MariaDB or
+//!   SQLite in `store::records::sea`).
 //!
 //! - [`delivery`]: how verification codes reach users (the server log, or a webhook),
 //!   behind `domain::delivery::CodeDelivery`.

@@ -1,5 +1,6 @@
-//! tokencache's schema as sea-orm migrations. Each migration is a frozen file with its
-//! own iden enum: never edit one that has landed, add a new one.
+//! tokencache's schema as sea-orm migrations. Each migration is frozen (a file, or a
+//! folder of files) with its own iden enum: never change what one that has landed does,
+//! add a new one.
 pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_tables;

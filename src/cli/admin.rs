@@ -9,7 +9,7 @@ use crate::domain::admin::ClientSpec;
 use crate::domain::import::{import_legacy_tokens, ImportOptions, Progress};
 use crate::secret::Secret;
 use crate::store::import::LegacyTable;
-use crate::store::tokens::Tokens;
+use crate::store::tokens::backend::Tokens;
 
 /// The bound on one Redis exchange of the import (a batch of 20,000 tokens is ~80,000
 /// commands).

@@ -6,6 +6,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::app;
+use crate::delivery::DeliverySettings;
+use crate::domain::admin::{ClientSpec, NO_APP_KEY};
 use crate::domain::import::ImportOptions;
 use crate::domain::limits::Limits;
 use crate::domain::password::Argon2Settings;
@@ -41,7 +43,7 @@ pub struct Cli {
         long,
         env = "TOKENCACHE_LOG_FORMAT",
         value_enum,
-        default_value = "text",
+        default_value_t = LogFormat::DEFAULT,
         global = true
     )]
     pub log_format: LogFormat,
@@ -196,6 +198,11 @@ pub enum LogFormat {
     Json,
 }
 
+impl LogFormat {
+    /// Lines a person reads: the default.
+    pub const DEFAULT: LogFormat = LogFormat::Text;
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LangArg {
     En,
@@ -299,7 +306,7 @@ pub struct AccountArgs {
         long,
         env = "TOKENCACHE_CODE_DELIVERY",
         value_enum,
-        default_value = "log"
+        default_value_t = DeliveryArg::from(&DeliverySettings::DEFAULT)
     )]
     pub code_delivery: DeliveryArg,
     /// URL the webhook delivery POSTs each code to (required with --code-delivery webhook).
@@ -426,7 +433,7 @@ pub struct ClientCreateArgs {
     #[arg(long)]
     pub secret_stdin: bool,
     /// 1: verification codes forced, 2: ignored.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=2))]
+    #[arg(long, default_value_t = ClientSpec::DEFAULT_STRICT_VERIFY, value_parser = clap::value_parser!(i32).range(1..=2))]
     pub strict_verify: i32,
     /// When the client expires (RFC 3339, e.g. 2030-01-01T00:00:00Z); never when unset.
     #[arg(long)]
@@ -448,7 +455,7 @@ pub enum UserCommand {
         #[arg(long)]
         username: String,
         /// The app the user registered through.
-        #[arg(long, default_value = "")]
+        #[arg(long, default_value = NO_APP_KEY)]
         app_key: String,
         #[arg(long)]
         json: bool,
@@ -460,6 +467,15 @@ pub enum UserCommand {
     SetPassword { username: String },
     /// Revoke every live token of a user (log them out everywhere).
     Logout { username: String },
+}
+
+impl From<&DeliverySettings> for DeliveryArg {
+    fn from(delivery: &DeliverySettings) -> Self {
+        match delivery {
+            DeliverySettings::Log => DeliveryArg::Log,
+            DeliverySettings::Webhook { .. } => DeliveryArg::Webhook,
+        }
+    }
 }
 
 impl From<Lang> for LangArg {

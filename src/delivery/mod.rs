@@ -11,10 +11,9 @@ use crate::domain::delivery::CodeDelivery;
 use crate::secret::Secret;
 
 /// How codes are delivered (settings).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub enum DeliverySettings {
     /// Codes go to the server log: a development setting.
-    #[default]
     Log,
     /// Codes are POSTed as JSON to `url`.
     Webhook {
@@ -25,6 +24,17 @@ pub enum DeliverySettings {
         /// Signs every call (HMAC-SHA256) when set.
         secret: Option<Secret>,
     },
+}
+
+impl DeliverySettings {
+    /// The default: the `Default` impl and the command line's default both read it.
+    pub const DEFAULT: DeliverySettings = DeliverySettings::Log;
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
 }
 
 /// The delivery the settings name.

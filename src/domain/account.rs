@@ -9,7 +9,7 @@
 //! (delivery of codes, their keys, counters, revocation) uses the stored spelling.
 //! Only ASCII case is forgiven, as the original's logins always were.
 use super::{DomainError, Engine};
-use crate::store::{RecordStore, User};
+use crate::store::{User, UserRecords};
 
 /// What a typed name stands for.
 #[derive(Debug)]
@@ -59,7 +59,7 @@ pub fn new_name_ok(name: &str) -> Result<(), DomainError> {
     Ok(())
 }
 
-impl<T, R: RecordStore> Engine<T, R> {
+impl<T, R: UserRecords> Engine<T, R> {
     /// The account a typed name stands for (see the module's text).
     pub(crate) async fn find_user(&self, typed: &str) -> Result<Found, DomainError> {
         Ok(match self.records.user(typed).await? {

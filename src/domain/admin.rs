@@ -5,7 +5,8 @@ use super::account::{self, new_name_ok, Found};
 use super::{token, DomainError, Engine};
 use crate::secret::Secret;
 use crate::store::{
-    Client, Counters, NewClient, NewUser, RecordStore, Revocation, StoreError, TokenStore,
+    Client, ClientRecords, Counters, NewClient, NewUser, Revocation, StoreError, TokenStore,
+    UserRecords,
 };
 
 /// A client to create, as given on the command line.
@@ -20,7 +21,16 @@ pub struct ClientSpec {
     pub allow_nopwd: bool,
 }
 
-impl<T: TokenStore + Revocation + Counters, R: RecordStore> Engine<T, R> {
+impl ClientSpec {
+    /// `strict_verify` unless one is given: 1, verification codes forced.
+    pub const DEFAULT_STRICT_VERIFY: i32 = 1;
+}
+
+/// The app_key of a user created on the command line unless one is given: none (the
+/// user registered through no app).
+pub const NO_APP_KEY: &str = "";
+
+impl<T: TokenStore + Revocation + Counters, R: ClientRecords + UserRecords> Engine<T, R> {
     /// Creates a client; returns its secret (generated unless given).
     pub async fn create_client(&self, spec: ClientSpec) -> Result<Secret, DomainError> {
         if spec.app_key.is_empty() || spec.app_key.len() > 128 {

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use super::account::{unknown_name_key, Found};
 use super::password::Verdict;
 use super::{required, sign, DomainError, Engine, Grant, Issued, Refresh};
-use crate::store::{Counters, RecordStore, Revocation, TokenStore, User};
+use crate::store::{ClientRecords, Counters, Revocation, TokenStore, User, UserRecords};
 
 /// A login request as it arrived (every field still text).
 #[derive(Debug)]
@@ -46,7 +46,7 @@ fn parse_time(text: &str) -> Result<i64, DomainError> {
     i64::try_from(seconds).map_err(|_| DomainError::InvalidParam("time"))
 }
 
-impl<T: TokenStore + Revocation + Counters, R: RecordStore> Engine<T, R> {
+impl<T: TokenStore + Revocation + Counters, R: ClientRecords + UserRecords> Engine<T, R> {
     /// authorize (with a password) or authorize_nopwd (`with_password == false`).
     pub async fn authorize(
         &self,

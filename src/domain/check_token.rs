@@ -1,6 +1,6 @@
 //! check_token, the hot path: one token-store read, no SQL.
 use super::{required, DomainError, Engine};
-use crate::store::{RecordStore, TokenHash, TokenStore};
+use crate::store::{TokenHash, TokenStore};
 use crate::telemetry;
 
 /// What a live access token tells a gateway.
@@ -13,7 +13,7 @@ pub struct TokenInfo {
     pub seconds_left: i64,
 }
 
-impl<T: TokenStore, R: RecordStore> Engine<T, R> {
+impl<T: TokenStore, R> Engine<T, R> {
     /// Looks up an access token: exactly one GET on the token store.
     pub async fn check_token(&self, token: Option<&str>) -> Result<TokenInfo, DomainError> {
         let result = self.lookup(token).await;

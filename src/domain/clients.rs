@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{DomainError, Engine};
-use crate::store::{Client, Counters, RecordStore};
+use crate::store::{Client, ClientRecords, Counters};
 
 /// App keys known not to exist, kept at most: past it that set starts over (the clients
 /// that exist are never dropped for it).
@@ -93,7 +93,7 @@ impl ClientCache {
     }
 }
 
-impl<T: Counters, R: RecordStore> Engine<T, R> {
+impl<T: Counters, R: ClientRecords> Engine<T, R> {
     /// The enabled client with this app_key (1002 otherwise), as `cached_client` finds it.
     pub(crate) async fn client(
         &self,

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use super::{DomainError, Engine};
 use crate::store::tokens::keys;
-use crate::store::{Counter, Counters, RecordStore};
+use crate::store::{Counter, Counters};
 
 /// The limits (settings). A limit of 0 turns that check off.
 #[derive(Debug, Clone)]
@@ -124,7 +124,7 @@ pub fn network_name(ip: IpAddr, v6_prefix: u8) -> String {
     }
 }
 
-impl<T: Counters, R: RecordStore> Engine<T, R> {
+impl<T: Counters, R> Engine<T, R> {
     /// The key part of a client address's network.
     pub(crate) fn net(&self, ip: IpAddr) -> String {
         network_name(ip, self.rules.limits.ipv6_prefix)

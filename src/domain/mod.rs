@@ -1,7 +1,7 @@
 //! The rules of the token server, free of HTTP and of any store's types: signatures,
 //! password checks, issuing, checking, refreshing and revoking tokens; accounts
 //! (verification codes, sign-up, password change, profiles) and abuse limits. `Engine`
-//! is generic over the two store traits.
+//! is generic over the two stores; each rule asks only the store traits it uses.
 pub mod account;
 pub mod admin;
 pub mod authorize;
@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use crate::secret::Secret;
 use crate::store::{
-    AccessRecord, FamilyId, Issue, IssuedPair, ParentPair, RecordStore, RefreshRecord, Revocation,
-    StoreError, TokenHash, TokenStore,
+    AccessRecord, FamilyId, Issue, IssuedPair, ParentPair, RefreshRecord, Revocation, StoreError,
+    TokenHash, TokenStore,
 };
 use delivery::{Channel, CodeDelivery, DeliveryError};
 use limits::Limits;
@@ -191,7 +191,7 @@ pub struct Engine<T, R> {
     pub clients: clients::ClientCache,
 }
 
-impl<T: TokenStore + Revocation, R: RecordStore> Engine<T, R> {
+impl<T: TokenStore + Revocation, R> Engine<T, R> {
     pub fn new(
         tokens: T,
         records: R,

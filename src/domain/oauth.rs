@@ -6,7 +6,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::{DomainError, Engine, Grant, Issued, Refresh};
-use crate::store::{Client, Counters, RecordStore, Revocation, TokenHash, TokenStore};
+use crate::store::{
+    Client, ClientRecords, Counters, Revocation, TokenHash, TokenStore, UserRecords,
+};
 
 /// The username of client_credentials tokens: the client itself, marked so it never
 /// collides with a user account.
@@ -14,7 +16,7 @@ pub fn client_subject(app_key: &str) -> String {
     format!("client:{app_key}")
 }
 
-impl<T: TokenStore + Revocation + Counters, R: RecordStore> Engine<T, R> {
+impl<T: TokenStore + Revocation + Counters, R: ClientRecords + UserRecords> Engine<T, R> {
     /// The enabled, unexpired client whose secret this is (`InvalidClient` otherwise);
     /// `from` is where the request came from (the budget of unknown app keys).
     pub async fn authenticate_client(

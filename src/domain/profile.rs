@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use super::verify::username_ok;
 use super::{required, DomainError, Engine};
-use crate::store::{Counters, Profile, RecordStore};
+use crate::store::{ClientRecords, Counters, Profile, ProfileRecords, UserRecords};
 
 /// A nickname: 1 to 32 characters, none of them a control character.
 const MAX_NICKNAME: usize = 32;
@@ -47,7 +47,7 @@ fn headurl_ok(headurl: &str) -> Result<(), DomainError> {
     Ok(())
 }
 
-impl<T: Counters, R: RecordStore> Engine<T, R> {
+impl<T: Counters, R: ClientRecords + UserRecords + ProfileRecords> Engine<T, R> {
     /// get_userinfo: signed with account + appid; a missing account is 1006, and so is a
     /// name that is no account's own spelling.
     pub async fn user_info(

@@ -2,10 +2,10 @@
 //! gets a new pair with the same user, client, token type and lifetime. Presenting it
 //! again revokes every pair of the login it descends from. No SQL.
 use super::{required, DomainError, Engine, Grant, Issued, Refresh};
-use crate::store::{ParentPair, RecordStore, RefreshState, Revocation, TokenHash, TokenStore};
+use crate::store::{ParentPair, RefreshState, Revocation, TokenHash, TokenStore};
 use crate::telemetry;
 
-impl<T: TokenStore + Revocation, R: RecordStore> Engine<T, R> {
+impl<T: TokenStore + Revocation, R> Engine<T, R> {
     pub async fn refresh(&self, refresh_token: Option<&str>) -> Result<Issued, DomainError> {
         let token = required(refresh_token, "refresh_token").inspect_err(|_| {
             telemetry::refresh("invalid");

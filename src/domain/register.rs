@@ -6,7 +6,7 @@ use super::account::{self, new_name_ok, Found};
 use super::delivery::Purpose;
 use super::verify::{purpose, username_ok, CodeOwner};
 use super::{required, DomainError, Engine};
-use crate::store::{NewUser, RecordStore, StoreError, TokenBackend};
+use crate::store::{ClientRecords, NewUser, StoreError, TokenBackend, UserRecords};
 
 /// A doaction request as it arrived (every field still text).
 #[derive(Debug)]
@@ -28,7 +28,7 @@ pub struct Action<'a> {
 /// The widest `bundle_id` the account table holds.
 const MAX_BUNDLE_ID: usize = 128;
 
-impl<T: TokenBackend, R: RecordStore> Engine<T, R> {
+impl<T: TokenBackend, R: ClientRecords + UserRecords> Engine<T, R> {
     /// check_user: whether the name is taken (an account holds it or a look-alike of it:
     /// a sign-up of it would be refused).
     pub async fn check_user(&self, username: Option<&str>) -> Result<bool, DomainError> {

@@ -2,7 +2,7 @@
 //! revocation by the owning client, RFC 7662 introspection. Reads and deletes go through
 //! the token store only; check_token stays one GET.
 use super::{required, DomainError, Engine};
-use crate::store::{AccessRecord, RecordStore, RefreshState, Revocation, TokenHash, TokenStore};
+use crate::store::{AccessRecord, RefreshState, Revocation, TokenHash, TokenStore};
 use crate::telemetry;
 
 /// Which kind of token a value turned out to be.
@@ -29,7 +29,7 @@ struct Found {
     live: bool,
 }
 
-impl<T: TokenStore + Revocation, R: RecordStore> Engine<T, R> {
+impl<T: TokenStore + Revocation, R> Engine<T, R> {
     /// Looks a token up as an access token and as a refresh token, in the order the hint
     /// suggests.
     async fn find(&self, token: &str, hint: Option<&str>) -> Result<Option<Found>, DomainError> {

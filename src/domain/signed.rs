@@ -6,9 +6,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::{sign, DomainError, Engine};
-use crate::store::{Client, Counters, RecordStore};
+use crate::store::{Client, ClientRecords, Counters};
 
-impl<T: Counters, R: RecordStore> Engine<T, R> {
+impl<T: Counters, R: ClientRecords> Engine<T, R> {
     /// The client `appid`, once `signature` is found to be MD5(parts… + its secret);
     /// `from` is where the request came from (the budget of unknown app keys).
     pub(crate) async fn signed_client(

@@ -18,7 +18,7 @@ use super::delivery::{Channel, CodeMessage, Purpose};
 use super::{required, DomainError, Engine};
 use crate::secret::Secret;
 use crate::store::tokens::keys;
-use crate::store::{Codes, Counters, RecordStore};
+use crate::store::{ClientRecords, Codes, Counters, UserRecords};
 
 /// A get_verify request as it arrived (every field still text).
 #[derive(Debug)]
@@ -116,7 +116,7 @@ impl CodeOwner {
     }
 }
 
-impl<T: Counters + Codes, R: RecordStore> Engine<T, R> {
+impl<T: Counters + Codes, R: ClientRecords + UserRecords> Engine<T, R> {
     /// get_verify: checks the request and sends a code (or, for a sign-up through a
     /// client that ignores codes, nothing). The code is never returned.
     pub async fn get_verify(&self, req: &VerifyRequest<'_>) -> Result<(), DomainError> {

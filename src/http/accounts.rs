@@ -9,7 +9,7 @@ use crate::domain::limits::IpLimited;
 use crate::domain::profile::ProfileUpdate;
 use crate::domain::register::Action;
 use crate::domain::verify::VerifyRequest;
-use crate::store::{RecordStore, TokenBackend};
+use crate::store::{RecordBackend, TokenBackend};
 
 type Reply = Result<hyper::Response<super::Body>, ApiError>;
 
@@ -84,7 +84,7 @@ struct ProfileData<'a> {
     bundle_id: &'a str,
 }
 
-pub async fn get_verify<T: TokenBackend, R: RecordStore>(req: &Request<'_, T, R>) -> Reply {
+pub async fn get_verify<T: TokenBackend, R: RecordBackend>(req: &Request<'_, T, R>) -> Reply {
     let ip = req.limit_ip(IpLimited::GetVerify).await?;
     let body: GetVerifyBody = req.parse()?;
     let request = VerifyRequest {
@@ -101,14 +101,14 @@ pub async fn get_verify<T: TokenBackend, R: RecordStore>(req: &Request<'_, T, R>
     Ok(req.reply.done())
 }
 
-pub async fn check_user<T: TokenBackend, R: RecordStore>(req: &Request<'_, T, R>) -> Reply {
+pub async fn check_user<T: TokenBackend, R: RecordBackend>(req: &Request<'_, T, R>) -> Reply {
     req.limit_ip(IpLimited::CheckUser).await?;
     let body: CheckUserBody = req.parse()?;
     let isfind = req.engine().check_user(text(&body.username)).await?;
     Ok(req.reply.ok(IsFind { isfind }))
 }
 
-pub async fn doaction<T: TokenBackend, R: RecordStore>(req: &Request<'_, T, R>) -> Reply {
+pub async fn doaction<T: TokenBackend, R: RecordBackend>(req: &Request<'_, T, R>) -> Reply {
     let ip = req.limit_ip(IpLimited::DoAction).await?;
     let body: DoactionBody = req.parse()?;
     let action = Action {
@@ -125,7 +125,7 @@ pub async fn doaction<T: TokenBackend, R: RecordStore>(req: &Request<'_, T, R>) 
     Ok(req.reply.done())
 }
 
-pub async fn get_userinfo<T: TokenBackend, R: RecordStore>(req: &Request<'_, T, R>) -> Reply {
+pub async fn get_userinfo<T: TokenBackend, R: RecordBackend>(req: &Request<'_, T, R>) -> Reply {
     let body: GetUserinfoBody = req.parse()?;
     let profile = req
         .engine()
@@ -158,7 +158,7 @@ pub async fn get_userinfo<T: TokenBackend, R: RecordStore>(req: &Request<'_, T, 
     }))
 }
 
-pub async fn update_userinfo<T: TokenBackend, R: RecordStore>(req: &Request<'_, T, R>) -> Reply {
+pub async fn update_userinfo<T: TokenBackend, R: RecordBackend>(req: &Request<'_, T, R>) -> Reply {
     let body: UpdateUserinfoBody = req.parse()?;
     let update = ProfileUpdate {
         client_ip: req.client_ip(),

@@ -13,9 +13,9 @@ use ipnet::IpNet;
 use super::Request;
 use crate::domain::limits::IpLimited;
 use crate::domain::DomainError;
-use crate::store::{RecordStore, TokenBackend};
+use crate::store::{RecordBackend, TokenBackend};
 
-impl<T: TokenBackend, R: RecordStore> Request<'_, T, R> {
+impl<T: TokenBackend, R: RecordBackend> Request<'_, T, R> {
     /// Counts this request against the per-network limit of `route` (refused past it);
     /// returns the client IP it counted.
     pub async fn limit_ip(&self, route: IpLimited) -> Result<IpAddr, DomainError> {

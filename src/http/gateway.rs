@@ -10,7 +10,7 @@ use hyper::{Response, StatusCode};
 
 use super::error::{chain, domain_answer};
 use super::{Body, State};
-use crate::store::{RecordStore, TokenBackend};
+use crate::store::{RecordBackend, TokenBackend};
 
 /// The identity headers a live token's answer sets, for the gateway to pass upstream.
 pub const IDENTITY_HEADERS: [&str; 4] = [
@@ -111,7 +111,7 @@ fn empty(status: StatusCode) -> Response<Body> {
 /// 200 with the identity headers for a live token, 401 for a missing or dead one, 503
 /// when the token store is unreachable and 500 for a value it cannot read (the gateway
 /// must not read those as "deny"): the forward-auth column of `error::Answer`.
-pub async fn auth<T: TokenBackend, R: RecordStore>(
+pub async fn auth<T: TokenBackend, R: RecordBackend>(
     state: &State<T, R>,
     headers: &HeaderMap,
 ) -> Response<Body> {

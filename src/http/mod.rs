@@ -39,7 +39,7 @@ use routes::{GetRoute, PostRoute, Route};
 
 use crate::domain::limits::network;
 use crate::domain::Engine;
-use crate::store::{RecordStore, TokenBackend};
+use crate::store::{RecordBackend, TokenBackend};
 
 /// HTTP settings.
 #[derive(Debug, Clone)]
@@ -120,7 +120,7 @@ pub struct Request<'a, T, R> {
     pub request_id: &'a str,
 }
 
-impl<T: TokenBackend, R: RecordStore> Request<'_, T, R> {
+impl<T: TokenBackend, R: RecordBackend> Request<'_, T, R> {
     /// The body as the endpoint's struct, from JSON or a form.
     pub fn parse<B: DeserializeOwned>(&self) -> Result<B, ApiError> {
         body::parse(&self.parts, &self.body)
@@ -174,7 +174,7 @@ fn lang_of(headers: &HeaderMap, default: Lang) -> Lang {
 
 /// Routes one request; never fails (errors become envelopes). Times it for metrics and
 /// tags the answer with its request id.
-pub async fn handle<T: TokenBackend, R: RecordStore>(
+pub async fn handle<T: TokenBackend, R: RecordBackend>(
     state: Arc<State<T, R>>,
     peer: SocketAddr,
     req: hyper::Request<Incoming>,
@@ -192,7 +192,7 @@ pub async fn handle<T: TokenBackend, R: RecordStore>(
     Ok(response)
 }
 
-async fn route_request<T: TokenBackend, R: RecordStore>(
+async fn route_request<T: TokenBackend, R: RecordBackend>(
     state: &State<T, R>,
     peer: SocketAddr,
     req: hyper::Request<Incoming>,
@@ -245,7 +245,7 @@ async fn route_request<T: TokenBackend, R: RecordStore>(
 }
 
 /// The POST routes other than check_token.
-async fn cold_post<T: TokenBackend, R: RecordStore>(
+async fn cold_post<T: TokenBackend, R: RecordBackend>(
     req: &Request<'_, T, R>,
     route: PostRoute,
 ) -> Result<Response<Body>, ApiError> {
@@ -295,7 +295,7 @@ fn error_response(e: &ApiError, reply: Replier, route: &str, request_id: &str) -
 
 /// Serves HTTP/1.1 on `listener` until `shutdown` resolves, then stops accepting and
 /// lets in-flight requests finish (bounded by `shutdown_grace`).
-pub async fn serve<T: TokenBackend, R: RecordStore>(
+pub async fn serve<T: TokenBackend, R: RecordBackend>(
     listener: TcpListener,
     state: Arc<State<T, R>>,
     shutdown: impl Future<Output = ()>,

@@ -17,7 +17,7 @@ use super::{Body, Request};
 use crate::domain::limits::IpLimited;
 use crate::domain::revoke::TokenKind;
 use crate::domain::{DomainError, Issued};
-use crate::store::{Client, RecordStore, TokenBackend};
+use crate::store::{Client, RecordBackend, TokenBackend};
 
 #[derive(Deserialize, Default)]
 struct OAuthBody {
@@ -123,7 +123,7 @@ fn answer(result: Result<Response<Body>, Failure>) -> Result<Response<Body>, Api
     Ok(result.unwrap_or_else(|Failure(e, basic)| oauth_error(&e, basic)))
 }
 
-async fn client<T: TokenBackend, R: RecordStore>(
+async fn client<T: TokenBackend, R: RecordBackend>(
     req: &Request<'_, T, R>,
     body: &OAuthBody,
 ) -> Result<std::sync::Arc<Client>, Failure> {
@@ -137,7 +137,7 @@ async fn client<T: TokenBackend, R: RecordStore>(
         .map_err(|e| Failure(e, basic))
 }
 
-fn parse(req: &Request<'_, impl TokenBackend, impl RecordStore>) -> Result<OAuthBody, Failure> {
+fn parse(req: &Request<'_, impl TokenBackend, impl RecordBackend>) -> Result<OAuthBody, Failure> {
     req.parse::<OAuthBody>()
         .map_err(|_| Failure(DomainError::InvalidParam("body"), false))
 }
@@ -159,13 +159,13 @@ fn token_answer(issued: &Issued) -> Response<Body> {
 }
 
 /// POST /oauth2/token
-pub async fn token<T: TokenBackend, R: RecordStore>(
+pub async fn token<T: TokenBackend, R: RecordBackend>(
     req: &Request<'_, T, R>,
 ) -> Result<Response<Body>, ApiError> {
     answer(grant(req).await)
 }
 
-async fn grant<T: TokenBackend, R: RecordStore>(
+async fn grant<T: TokenBackend, R: RecordBackend>(
     req: &Request<'_, T, R>,
 ) -> Result<Response<Body>, Failure> {
     let body = parse(req)?;
@@ -201,13 +201,13 @@ async fn grant<T: TokenBackend, R: RecordStore>(
 }
 
 /// POST /oauth2/introspect
-pub async fn introspect<T: TokenBackend, R: RecordStore>(
+pub async fn introspect<T: TokenBackend, R: RecordBackend>(
     req: &Request<'_, T, R>,
 ) -> Result<Response<Body>, ApiError> {
     answer(introspection(req).await)
 }
 
-async fn introspection<T: TokenBackend, R: RecordStore>(
+async fn introspection<T: TokenBackend, R: RecordBackend>(
     req: &Request<'_, T, R>,
 ) -> Result<Response<Body>, Failure> {
     let body = parse(req)?;
@@ -253,13 +253,13 @@ struct Active<'a> {
 }
 
 /// POST /oauth2/revoke
-pub async fn revoke<T: TokenBackend, R: RecordStore>(
+pub async fn revoke<T: TokenBackend, R: RecordBackend>(
     req: &Request<'_, T, R>,
 ) -> Result<Response<Body>, ApiError> {
     answer(revocation(req).await)
 }
 
-async fn revocation<T: TokenBackend, R: RecordStore>(
+async fn revocation<T: TokenBackend, R: RecordBackend>(
     req: &Request<'_, T, R>,
 ) -> Result<Response<Body>, Failure> {
     let body = parse(req)?;

@@ -7,7 +7,7 @@ use hyper::{Response, StatusCode};
 use serde_json::json;
 
 use super::{Body, State};
-use crate::store::{RecordStore, TokenBackend};
+use crate::store::{RecordBackend, TokenBackend};
 use crate::telemetry;
 
 fn respond(
@@ -27,7 +27,7 @@ pub fn healthz() -> Response<Body> {
     respond(StatusCode::OK, "application/json", r#"{"status":"ok"}"#)
 }
 
-pub async fn readyz<T: TokenBackend, R: RecordStore>(state: &State<T, R>) -> Response<Body> {
+pub async fn readyz<T: TokenBackend, R: RecordBackend>(state: &State<T, R>) -> Response<Body> {
     let engine = &state.engine;
     let (tokens, records) = tokio::join!(engine.tokens.ping(), engine.records.ping());
     let mut failed = Vec::new();
@@ -55,7 +55,7 @@ pub async fn readyz<T: TokenBackend, R: RecordStore>(state: &State<T, R>) -> Res
     respond(status, "application/json", body.to_string())
 }
 
-pub fn metrics<T: TokenBackend, R: RecordStore>(state: &State<T, R>) -> Response<Body> {
+pub fn metrics<T: TokenBackend, R: RecordBackend>(state: &State<T, R>) -> Response<Body> {
     if let Some((size, in_use)) = state.engine.records.pool_usage() {
         telemetry::store_pool("sql", size, in_use);
     }

@@ -8,7 +8,7 @@ use super::Request;
 use crate::domain::authorize::Login;
 use crate::domain::limits::IpLimited;
 use crate::domain::Issued;
-use crate::store::{RecordStore, TokenBackend};
+use crate::store::{RecordBackend, TokenBackend};
 
 #[derive(Deserialize)]
 struct AuthorizeBody {
@@ -100,7 +100,7 @@ struct CheckedData<'a> {
     token_type: &'a str,
 }
 
-pub async fn authorize<T: TokenBackend, R: RecordStore>(
+pub async fn authorize<T: TokenBackend, R: RecordBackend>(
     req: &Request<'_, T, R>,
     with_password: bool,
 ) -> Result<hyper::Response<super::Body>, ApiError> {
@@ -145,7 +145,7 @@ pub async fn authorize<T: TokenBackend, R: RecordStore>(
     }
 }
 
-pub async fn check_token<T: TokenBackend, R: RecordStore>(
+pub async fn check_token<T: TokenBackend, R: RecordBackend>(
     req: &Request<'_, T, R>,
 ) -> Result<hyper::Response<super::Body>, ApiError> {
     let body: CheckTokenBody = req.parse()?;
@@ -158,7 +158,7 @@ pub async fn check_token<T: TokenBackend, R: RecordStore>(
     }))
 }
 
-pub async fn refresh_token<T: TokenBackend, R: RecordStore>(
+pub async fn refresh_token<T: TokenBackend, R: RecordBackend>(
     req: &Request<'_, T, R>,
 ) -> Result<hyper::Response<super::Body>, ApiError> {
     let body: RefreshBody = req.parse()?;
@@ -166,7 +166,7 @@ pub async fn refresh_token<T: TokenBackend, R: RecordStore>(
     Ok(req.reply.ok(issued.data(true)))
 }
 
-pub async fn logout<T: TokenBackend, R: RecordStore>(
+pub async fn logout<T: TokenBackend, R: RecordBackend>(
     req: &Request<'_, T, R>,
 ) -> Result<hyper::Response<super::Body>, ApiError> {
     let body: LogoutBody = req.parse()?;

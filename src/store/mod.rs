@@ -1,12 +1,17 @@
 //! The two store families behind the domain: `tokens` (Redis, or in-process) for tokens
-//! and short-lived keys, with one trait per concern, and `records` (sea-orm: MySQL/MariaDB
-//! or SQLite) for clients and users; `import` reads the original's token tables. The
-//! domain is generic over their traits and never sees redis or sea-orm types.
+//! and short-lived keys, and `records` (sea-orm: MySQL/MariaDB or SQLite) for clients,
+//! users and profiles, each with one trait per concern; `import` reads the original's
+//! token tables. The domain is generic over their traits and never sees redis or sea-orm
+//! types. Each family's `mod.rs` defines its types and traits and imports none of its
+//! implementations, which sit below it.
 pub mod import;
 pub mod records;
 pub mod tokens;
 
-pub use records::{Client, NewClient, NewUser, Profile, RecordStore, User};
+pub use records::{
+    Client, ClientRecords, NewClient, NewUser, Profile, ProfileRecords, RecordBackend, RecordStore,
+    User, UserRecords,
+};
 pub use tokens::{
     AccessRecord, Codes, Counter, Counters, FamilyId, Issue, IssuedPair, ParentPair, RefreshRecord,
     RefreshState, Revocation, TokenBackend, TokenHash, TokenStore,

@@ -178,7 +178,7 @@ on_both_stores! {
         let (access, _) = app.login().await;
         assert_eq!(introspect(&app, &access).await.0, StatusCode::OK);
         // As `tokencache client disable` does it: in the records, from another process.
-        tokencache::store::RecordStore::disable_client(&app.state.engine.records, APP_KEY)
+        tokencache::store::ClientRecords::disable_client(&app.state.engine.records, APP_KEY)
             .await
             .unwrap();
         let disabled = std::time::Instant::now();

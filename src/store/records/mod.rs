@@ -1,8 +1,10 @@
-//! The record store family: clients and users, the `RecordStore` trait, and its one
-//! implementation, sea-orm over MySQL/MariaDB or SQLite.
+//! The record store family: clients and users, and the traits a backend implements (one
+//! per concern: `RecordStore`, `ClientRecords`, `UserRecords`, `ProfileRecords`). Below
+//! them: the one implementation, sea-orm over MySQL/MariaDB or SQLite (`sea`, its
+//! migrations in `migrate`), and the original's token tables (`legacy`).
 mod entities;
-mod legacy;
-pub use legacy::LegacyTables;
+pub mod legacy;
+pub mod migrate;
 pub mod sea;
 pub mod zone;
 
@@ -77,7 +79,8 @@ pub struct Profile {
     pub bundle_id: String,
 }
 
-/// Clients and users.
+/// The record store itself: what kind it is, its pool, whether it answers (logs,
+/// metrics, readiness).
 pub trait RecordStore: Send + Sync + 'static {
     /// What kind of store this is (`mysql`, `sqlite`), for logs and readiness.
     fn name(&self) -> &'static str;
@@ -85,34 +88,56 @@ pub trait RecordStore: Send + Sync + 'static {
     /// Connections open and in use, for metrics (`None` when not pooled).
     fn pool_usage(&self) -> Option<(u32, u32)>;
 
+    /// Checks that the store answers (readiness).
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Clients: the apps allowed to log users in (`oauth2_client_tbl`).
+pub trait ClientRecords: Send + Sync + 'static {
+    /// The client with this app key, disabled or not.
     fn client(
         &self,
         app_key: &str,
     ) -> impl Future<Output = Result<Option<Client>, StoreError>> + Send;
+
+    /// Every client, by app key.
     fn clients(&self) -> impl Future<Output = Result<Vec<Client>, StoreError>> + Send;
+
+    /// `StoreError::Conflict` when the app key is taken.
     fn create_client(
         &self,
         client: &NewClient,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// `false` when no such client exists.
     fn disable_client(
         &self,
         app_key: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
 
+/// User accounts (`user_account_tbl`): finding one, creating one, its password, disabling.
+pub trait UserRecords: Send + Sync + 'static {
+    /// The account the database matches with `account` (under its collation).
     fn user(&self, account: &str) -> impl Future<Output = Result<Option<User>, StoreError>> + Send;
+
+    /// Creates the account and its profile row; `StoreError::Conflict` when the name is
+    /// taken.
     fn create_user(&self, user: &NewUser) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// `false` when no such user exists.
     fn set_password(
         &self,
         account: &str,
         password_hash: &Secret,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// `false` when no such user exists.
     fn disable_user(&self, account: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
 
-    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
-
+/// What get_userinfo shows and update_userinfo changes (`user_info_tbl`, with the account).
+pub trait ProfileRecords: Send + Sync + 'static {
     /// A user's account row joined with its `user_info_tbl` row.
     fn profile(
         &self,
@@ -128,3 +153,8 @@ pub trait RecordStore: Send + Sync + 'static {
         headurl: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
+
+/// Everything the server asks of a record store: one backend implementing each concern.
+pub trait RecordBackend: RecordStore + ClientRecords + UserRecords + ProfileRecords {}
+
+impl<R: RecordStore + ClientRecords + UserRecords + ProfileRecords> RecordBackend for R {}

@@ -2,21 +2,22 @@
 //! implementation serves MySQL/MariaDB and SQLite (the embedded default).
 use std::time::Duration;
 
-use migration::MigratorTrait;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
-    DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr, Statement,
-    TransactionTrait,
+    DbErr, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr, TransactionTrait,
 };
 
 use super::entities::{client, user_account, user_info};
 use super::zone::DbZone;
 use crate::secret::Secret;
-use crate::store::{Client, NewClient, NewUser, Profile, RecordStore, StoreError, User};
+use crate::store::{
+    Client, ClientRecords, NewClient, NewUser, Profile, ProfileRecords, RecordStore, StoreError,
+    User, UserRecords,
+};
 use crate::telemetry::StoreOp;
 
-/// sea-orm behind the `RecordStore` trait.
+/// sea-orm behind the record traits.
 #[derive(Clone)]
 pub struct SeaRecords {
     db: DatabaseConnection,
@@ -57,66 +58,8 @@ impl SeaRecords {
         })
     }
 
-    /// Applies every pending migration. An xxjwxc/oauth2 database is checked first, so
-    /// one that cannot be adopted is refused before anything (even the migrations table)
-    /// is written.
-    pub async fn migrate(&self) -> Result<(), MigrateError> {
-        let store = |e: DbErr| MigrateError::Store(db_error(e));
-        // Once the adoption is recorded there is nothing left for it to check.
-        if !migration::adoption_recorded(&self.db)
-            .await
-            .map_err(store)?
-        {
-            match migration::adoption_plan(&self.db).await {
-                Err(DbErr::Migration(why)) => return Err(MigrateError::Refused(why)),
-                Err(e) => return Err(store(e)),
-                Ok(_) => {}
-            }
-        }
-        self.check_zone().await?;
-        migration::Migrator::up(&self.db, None)
-            .await
-            .map_err(|e| match e {
-                DbErr::Migration(why) => MigrateError::Refused(why),
-                e => MigrateError::Store(db_error(e)),
-            })
-    }
-
-    /// MySQL keeps TIMESTAMP columns in UTC (and sqlx reads them so), while the zone
-    /// setting is for DATETIME columns written in local time: a TIMESTAMP column with
-    /// another zone would be shifted twice.
-    pub(crate) async fn check_zone(&self) -> Result<(), MigrateError> {
-        if self.zone == DbZone::Utc || self.backend != "mysql" {
-            return Ok(());
-        }
-        let rows = self
-            .db
-            .query_all(Statement::from_string(
-                DbBackend::MySql,
-                "SELECT CONCAT(CAST(TABLE_NAME AS CHAR), '.', CAST(COLUMN_NAME AS CHAR)) AS c \
-                 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() \
-                 AND DATA_TYPE = 'timestamp' AND COLUMN_NAME IN ('expire_time', 'reg_time', 'expires') \
-                 AND TABLE_NAME IN ('oauth2_client_tbl', 'user_account_tbl', 'oauth2_access_token', 'oauth2_refresh_token')",
-            ))
-            .await
-            .map_err(|e| MigrateError::Store(db_error(e)))?;
-        let columns: Vec<String> = rows
-            .iter()
-            .filter_map(|r| r.try_get::<String>("", "c").ok())
-            .collect();
-        if columns.is_empty() {
-            return Ok(());
-        }
-        Err(MigrateError::Refused(format!(
-            "{} {} TIMESTAMP, which MySQL keeps in UTC, but --db-time-zone is {}: \
-             set it to UTC (or make the columns DATETIME)",
-            columns.join(", "),
-            if columns.len() == 1 { "is" } else { "are" },
-            self.zone
-        )))
-    }
-
-    /// The connection, for the legacy token import (`legacy.rs`).
+    /// The connection, for the migrations (`migrate.rs`) and the legacy token import
+    /// (`legacy.rs`).
     pub(crate) fn connection(&self) -> &DatabaseConnection {
         &self.db
     }
@@ -206,7 +149,9 @@ fn percent_decoded(text: &str) -> String {
         .unwrap_or_default()
 }
 
-fn db_error(e: DbErr) -> StoreError {
+/// A sea-orm error as a store error: a unique key's conflict is `Conflict`, anything else
+/// `Unavailable` (also for the migrations, `migrate.rs`).
+pub(super) fn db_error(e: DbErr) -> StoreError {
     if let Some(SqlErr::UniqueConstraintViolation(_)) = e.sql_err() {
         return StoreError::Conflict;
     }
@@ -214,16 +159,6 @@ fn db_error(e: DbErr) -> StoreError {
         store: "sql",
         source: Box::new(e),
     }
-}
-
-/// Why migrations did not run.
-#[derive(Debug, thiserror::Error)]
-pub enum MigrateError {
-    /// An existing database that cannot be adopted; nothing was changed.
-    #[error("{0}")]
-    Refused(String),
-    #[error(transparent)]
-    Store(StoreError),
 }
 
 impl From<user_account::Model> for User {
@@ -261,6 +196,14 @@ impl RecordStore for SeaRecords {
         ))
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.bounded("ping", self.db.execute_unprepared("SELECT 1"))
+            .await
+            .map(|_| ())
+    }
+}
+
+impl ClientRecords for SeaRecords {
     async fn client(&self, app_key: &str) -> Result<Option<Client>, StoreError> {
         let found = self
             .bounded(
@@ -317,7 +260,9 @@ impl RecordStore for SeaRecords {
         .await?;
         Ok(true)
     }
+}
 
+impl UserRecords for SeaRecords {
     async fn user(&self, account: &str) -> Result<Option<User>, StoreError> {
         let found = self
             .bounded(
@@ -398,13 +343,9 @@ impl RecordStore for SeaRecords {
         .await?;
         Ok(true)
     }
+}
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.bounded("ping", self.db.execute_unprepared("SELECT 1"))
-            .await
-            .map(|_| ())
-    }
-
+impl ProfileRecords for SeaRecords {
     async fn profile(&self, account: &str) -> Result<Option<Profile>, StoreError> {
         let found = self
             .bounded("profile", account_and_info(&self.db, account))

@@ -1,5 +1,12 @@
 //! The Redis token store: the only module that imports `redis`.
 //!
+//! Its files: this one holds `RedisTokens` (opening, keys, the version check, the
+//! `TokenStore` and `Revocation` impls); `index.rs` a user's index (filing and revoking
+//! pairs); `counters.rs` the `Counters` and `Codes` impls; `import.rs` the legacy import;
+//! `conn.rs` the connection in its three modes (what may be resent, `ASK`);
+//! `sentinel.rs` following the master the sentinels name; `ops.rs` an operation's
+//! writes in stages, and `WAIT`; `near.rs` the near cache.
+//!
 //! Key layout under a configurable prefix `P` (default `tc:`), every key derived from the
 //! SHA-256 of a token, never from the token itself:
 //!
@@ -16,7 +23,7 @@
 //!
 //! The keys of one token sit on different cluster slots (an access token is found by its
 //! hash alone, so nothing else can share its slot). The writes of one operation are `Ops` in stages
-//! (`conn.rs`): one pipeline on a single node, grouped by slot stage after stage on a
+//! (`ops.rs`): one pipeline on a single node, grouped by slot stage after stage on a
 //! cluster. The atomic steps are Lua scripts on one slot: single-use refresh on the
 //! refresh key (it returns the value and marks it used, same TTL, so a replay is
 //! recognised); filing and taking pairs on the user's index (`index.rs` says why no
@@ -30,6 +37,7 @@
 //! costs deadpool-redis a PING round trip) sits on the hot path. `conn.rs` says how each
 //! mode connects and why no command is ever sent twice.
 mod conn;
+mod counters;
 mod import;
 mod index;
 mod near;
@@ -41,12 +49,11 @@ pub use ops::{slot_of, Replication};
 use redis::{AsyncCommands, RedisError};
 
 use super::super::{
-    AccessRecord, Codes, Counter, Counters, FamilyId, Issue, IssuedPair, ParentPair, RefreshState,
-    Revocation, StoreError, TokenHash, TokenStore,
+    AccessRecord, FamilyId, Issue, IssuedPair, ParentPair, RefreshState, Revocation, StoreError,
+    TokenHash, TokenStore,
 };
 use super::keys::kind;
 use super::value;
-use crate::secret::Secret;
 use crate::telemetry::{self, StoreOp};
 
 /// Redis behind the `TokenStore` trait.
@@ -168,29 +175,6 @@ impl RedisTokens {
     /// Which mode Redis is in (standalone, cluster, sentinel).
     pub fn mode(&self) -> RedisMode {
         self.conn.mode()
-    }
-
-    /// `SET key 1 NX EX ttl`: `true` when this call set it (the key was absent).
-    async fn set_nx_ex(
-        &self,
-        operation: &'static str,
-        key: &str,
-        ttl_secs: u64,
-    ) -> Result<bool, StoreError> {
-        let mut conn = self.conn.clone();
-        let set: Option<String> = self
-            .bounded(
-                operation,
-                redis::cmd("SET")
-                    .arg(key)
-                    .arg(1)
-                    .arg("NX")
-                    .arg("EX")
-                    .arg(ttl_secs.max(1))
-                    .query_async(&mut conn),
-            )
-            .await?;
-        Ok(set.is_some())
     }
 
     /// Runs one Redis exchange, timed and counted.
@@ -376,99 +360,4 @@ impl Revocation for RedisTokens {
         self.revoke("revoke_family", username, "family", &family.0, None)
             .await
     }
-}
-
-impl Counters for RedisTokens {
-    async fn claim_once(&self, value: &str, ttl_secs: u64) -> Result<bool, StoreError> {
-        self.set_nx_ex("claim_once", &self.key(kind::ONCE, value), ttl_secs)
-            .await
-    }
-
-    async fn hit(&self, counter: &str, window_secs: u64) -> Result<Counter, StoreError> {
-        let key = self.key(kind::COUNTER, counter);
-        let mut pipe = redis::pipe();
-        // NX: the window starts at the first hit and is never pushed back by later ones.
-        pipe.incr(&key, 1)
-            .cmd("EXPIRE")
-            .arg(&key)
-            .arg(window_secs.max(1))
-            .arg("NX")
-            .ignore()
-            .ttl(&key);
-        let mut conn = self.conn.clone();
-        let (count, ttl): (u64, i64) = self.bounded("hit", pipe.query_async(&mut conn)).await?;
-        Ok(Counter {
-            count,
-            ttl: seconds_left(ttl),
-        })
-    }
-
-    async fn peek(&self, counter: &str) -> Result<Counter, StoreError> {
-        let key = self.key(kind::COUNTER, counter);
-        let mut pipe = redis::pipe();
-        pipe.get(&key).ttl(&key);
-        let mut conn = self.conn.clone();
-        let (count, ttl): (Option<u64>, i64) =
-            self.bounded("peek", pipe.query_async(&mut conn)).await?;
-        Ok(Counter {
-            count: count.unwrap_or(0),
-            ttl: seconds_left(ttl),
-        })
-    }
-
-    async fn clear(&self, counter: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        self.bounded("clear", conn.del::<_, ()>(self.key(kind::COUNTER, counter)))
-            .await
-    }
-
-    async fn lock(&self, name: &str, ttl_secs: u64) -> Result<Option<u64>, StoreError> {
-        let key = self.key(kind::LOCK, name);
-        if self.set_nx_ex("lock", &key, ttl_secs).await? {
-            return Ok(None);
-        }
-        let mut conn = self.conn.clone();
-        let ttl: i64 = self.bounded("lock", conn.ttl(&key)).await?;
-        // The lock may have expired between the two commands: say "one more second"
-        // rather than pretend it was taken.
-        Ok(Some(seconds_left(ttl).max(1)))
-    }
-
-    async fn unlock(&self, name: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        self.bounded("unlock", conn.del::<_, ()>(self.key(kind::LOCK, name)))
-            .await
-    }
-}
-
-impl Codes for RedisTokens {
-    async fn put_code(&self, name: &str, code: &Secret, ttl_secs: u64) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        self.bounded(
-            "put_code",
-            conn.set_ex::<_, _, ()>(self.key(kind::CODE, name), code.expose(), ttl_secs.max(1)),
-        )
-        .await
-    }
-
-    async fn code(&self, name: &str) -> Result<Option<Secret>, StoreError> {
-        let mut conn = self.conn.clone();
-        let raw: Option<String> = self
-            .bounded("code", conn.get(self.key(kind::CODE, name)))
-            .await?;
-        Ok(raw.map(Secret::new))
-    }
-
-    async fn take_code(&self, name: &str) -> Result<bool, StoreError> {
-        let mut conn = self.conn.clone();
-        let removed: u64 = self
-            .bounded("take_code", conn.del(self.key(kind::CODE, name)))
-            .await?;
-        Ok(removed == 1)
-    }
-}
-
-/// Redis's TTL answer as seconds left: -2 (no key) and -1 (no expiry) are 0.
-fn seconds_left(ttl: i64) -> u64 {
-    u64::try_from(ttl).unwrap_or(0)
 }
