@@ -25,8 +25,11 @@
 //!   `READONLY` (after a pause; the client rebuilt its slot map on `MOVED`), and follows
 //!   `ASK` at once: the slot is being moved and the key is not on its old owner, so the
 //!   command goes to the new owner after `ASKING`. (A pipeline whose commands were refused
-//!   in part is an error: some of it ran.) A pipeline of one key, as every pipeline the
-//!   store sends on a cluster is, is refused whole or not at all;
+//!   in part is an error: some of it ran.) A `WAIT` at the end of a pipeline is not counted:
+//!   it writes nothing and is never refused as a command on a key is (after a failover the
+//!   demoted master refuses the write with `MOVED` and answers the `WAIT` with an error of
+//!   its own), so a replicated write, one command and its `WAIT` (ops.rs), is refused
+//!   whole or runs;
 //! - with Sentinel, a command is also resent when its connection to the master could not
 //!   be made (it was never written), or when the node refused it as no master.
 //!
@@ -388,11 +391,15 @@ pub(super) fn not_run(e: &RedisError) -> bool {
 }
 
 /// The pauses before each resend of a command that did not run: while a cluster moves a
-/// slot or elects a master, a few short waits, then the error (HTTP 503).
-pub(super) const RESEND_PAUSES: [Duration; 3] = [
+/// slot or elects a master, a few short waits, then the error (HTTP 503). After a planned
+/// failover the cluster client's new slot map took ~210 ms to arrive on this machine
+/// (three `MOVED` before the command went through); the last pause leaves room for a
+/// slower one.
+pub(super) const RESEND_PAUSES: [Duration; 4] = [
     Duration::from_millis(10),
     Duration::from_millis(50),
     Duration::from_millis(150),
+    Duration::from_millis(300),
 ];
 
 /// Connections of our own to the nodes an `ASK` names that the cluster client has none
@@ -460,27 +467,34 @@ async fn asking(
     commands: Vec<Cmd>,
 ) -> RedisResult<Vec<Value>> {
     use redis::cluster_routing::SingleNodeRoutingInfo;
+    // `ASKING` lets only the next command in: one before each.
     let mut pipe = redis::pipe();
-    pipe.add_command(redis::cmd("ASKING"));
     let count = commands.len();
     for cmd in commands {
+        pipe.add_command(redis::cmd("ASKING"));
         pipe.add_command(cmd);
     }
+    let answers =
+        |values: Vec<Value>| -> Vec<Value> { values.into_iter().skip(1).step_by(2).collect() };
     let routed = conn
         .route_pipeline(
             pipe.clone(),
-            1,
-            count,
+            0,
+            2 * count,
             SingleNodeRoutingInfo::ByAddress {
                 host: host.to_owned(),
                 port,
             },
         )
-        .await;
+        .await
+        .map(answers);
     match routed {
         Err(e) if e.kind() == ErrorKind::ClusterConnectionNotFound => {
             let mut own = side.to(host, port).await?;
-            let answer = own.req_packed_commands(&pipe, 1, count).await;
+            let answer = own
+                .req_packed_commands(&pipe, 0, 2 * count)
+                .await
+                .map(answers);
             if answer.as_ref().is_err_and(|e| e.is_io_error()) {
                 side.forget(host, port).await;
             }
@@ -497,6 +511,11 @@ async fn asking(
         }
         other => other,
     }
+}
+
+/// Whether `cmd` is a `WAIT` (ops.rs ends a replicated pipeline with one).
+fn is_wait(cmd: &Cmd) -> bool {
+    matches!(cmd.args_iter().next(), Some(redis::Arg::Simple(name)) if name.eq_ignore_ascii_case(b"WAIT"))
 }
 
 /// What goes to a cluster: one command, or a pipeline (with the offset and count of the
@@ -523,9 +542,11 @@ async fn on_cluster(
     side: &AskTargets,
     sent: Sent<'_>,
 ) -> RedisResult<Vec<Value>> {
+    // The commands that could run twice: a `WAIT` writes nothing, and is never refused as
+    // a command on a key is (it has none), so a refusal is of the others.
     let count = match sent {
         Sent::One(_) => 1,
-        Sent::Many(pipeline, ..) => pipeline.cmd_iter().count(),
+        Sent::Many(pipeline, ..) => pipeline.cmd_iter().filter(|c| !is_wait(c)).count(),
     };
     let mut pauses = RESEND_PAUSES.iter();
     let mut redirected: Option<(String, u16)> = None;

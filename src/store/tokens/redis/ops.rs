@@ -121,13 +121,22 @@ impl Ops {
     async fn run_staged(&self, conn: &RedisConn) -> RedisResult<Vec<Value>> {
         let mut answers: Vec<Option<Value>> = vec![None; self.ops.len()];
         for stage in 0..=self.stage {
-            // The indexes of this stage's commands, one group per slot.
+            // The indexes of this stage's commands, one group per slot; with a `WAIT`, one
+            // group per command: a pipeline of one command and its `WAIT` is refused whole
+            // or runs (`WAIT` is never refused as a key is), so a `MOVED` or an `ASK` of it
+            // is followed (conn.rs), where two commands of one slot, one served and one
+            // moved, could not be sent again.
             let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
             for (i, op) in self.ops.iter().enumerate() {
                 if op.stage != stage {
                     continue;
                 }
-                match groups.iter_mut().find(|(g, _)| *g == op.slot) {
+                let joins = if self.replicated.is_some() {
+                    None
+                } else {
+                    groups.iter_mut().find(|(g, _)| *g == op.slot)
+                };
+                match joins {
                     Some((_, members)) => members.push(i),
                     None => groups.push((op.slot, vec![i])),
                 }
