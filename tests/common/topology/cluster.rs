@@ -6,22 +6,31 @@ use std::time::Duration;
 use super::super::services::missing;
 use super::guard::Guard;
 use super::node::{free_cluster_port, wait_until, Node, Scratch};
+use super::Turn;
 
 /// A Redis Cluster of 3 masters and 3 replicas.
 pub struct LocalCluster {
     pub nodes: Vec<Node>,
     pub guard: Guard,
     _dir: Scratch,
+    /// Last: given back once the nodes are gone.
+    _turn: Option<Turn>,
 }
 
 impl LocalCluster {
     /// Node timeout 1 s, so that a failover takes a few seconds.
     pub fn start() -> Self {
-        Self::start_with(Guard::default())
+        Self::launch(Guard::default(), Some(Turn::take()))
     }
 
     /// The same, guarded.
     pub fn start_with(guard: Guard) -> Self {
+        // No turn: the password and TLS tests start a cluster and a Sentinel setup at
+        // once, and inject no fault.
+        Self::launch(guard, None)
+    }
+
+    fn launch(guard: Guard, turn: Option<Turn>) -> Self {
         let dir = Scratch::new("tc_cluster");
         let mut nodes = Vec::new();
         for _ in 0..6 {
@@ -48,6 +57,7 @@ impl LocalCluster {
             nodes,
             guard,
             _dir: dir,
+            _turn: turn,
         };
         cluster.wait_healthy();
         cluster
@@ -230,5 +240,5 @@ impl LocalCluster {
 /// own), started by the first that asks.
 pub fn shared_cluster() -> &'static LocalCluster {
     static CLUSTER: OnceLock<LocalCluster> = OnceLock::new();
-    CLUSTER.get_or_init(LocalCluster::start)
+    CLUSTER.get_or_init(|| LocalCluster::launch(Guard::default(), None))
 }

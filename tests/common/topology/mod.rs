@@ -26,6 +26,37 @@ pub use node::{cli, free_cluster_port, wait_replicated, Node};
 pub use sentinel::{shared_sentinels, LocalSentinels};
 pub use tls::Tls;
 
+/// One topology of a test's own at a time in a test process: a failover, a reshard or a
+/// stalled replica is timed against bounds of seconds (node timeout 1 s, a `WAIT` of
+/// 250 ms), and two of them at once on this 2-core machine, each with six to eight
+/// `redis-server` processes and traffic, pushed each other past those bounds (a retried
+/// logout that found no replica in time, a removed node's slot map late). Taken by
+/// `LocalCluster::start` and `LocalSentinels::start` (not by the shared topologies, which
+/// live as long as the process, nor by `start_with`), given back when the topology is
+/// dropped. A test takes one turn at most (a second would wait for itself).
+pub struct Turn(());
+
+static TURN: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+static TURN_FREED: std::sync::Condvar = std::sync::Condvar::new();
+
+impl Turn {
+    pub fn take() -> Self {
+        let mut taken = TURN.lock().unwrap_or_else(|p| p.into_inner());
+        while *taken {
+            taken = TURN_FREED.wait(taken).unwrap_or_else(|p| p.into_inner());
+        }
+        *taken = true;
+        Turn(())
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        *TURN.lock().unwrap_or_else(|p| p.into_inner()) = false;
+        TURN_FREED.notify_one();
+    }
+}
+
 /// A connection to the Redis the settings name, in their mode (for a test to look at keys).
 pub async fn open(settings: &Settings) -> RedisConn {
     let target = RedisTarget {

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::guard::Guard;
 use super::node::{free_cluster_port, wait_until, Node, Scratch};
+use super::Turn;
 
 /// A master, one replica and three sentinels monitoring it as `mymaster`.
 pub struct LocalSentinels {
@@ -15,16 +16,24 @@ pub struct LocalSentinels {
     pub sentinels: Vec<Node>,
     pub name: String,
     _dir: Scratch,
+    /// Last: given back once the processes are gone.
+    _turn: Option<Turn>,
 }
 
 impl LocalSentinels {
     /// down-after 1 s, so that a failover takes a few seconds.
     pub fn start() -> Self {
-        Self::start_with(Guard::default())
+        Self::launch(Guard::default(), Some(Turn::take()))
     }
 
     /// The same, guarded.
     pub fn start_with(guard: Guard) -> Self {
+        // No turn: the password and TLS tests start a cluster and a Sentinel setup at
+        // once, and inject no fault.
+        Self::launch(guard, None)
+    }
+
+    fn launch(guard: Guard, turn: Option<Turn>) -> Self {
         let dir = Scratch::new("tc_sentinel");
         let base = |port: u16| {
             let mut args = vec![
@@ -102,6 +111,7 @@ impl LocalSentinels {
             sentinels,
             name,
             _dir: dir,
+            _turn: turn,
         };
         wait_until(
             "sentinels see the replica and each other",
@@ -151,5 +161,5 @@ impl LocalSentinels {
 /// The Sentinel setup every sentinel test of this process shares.
 pub fn shared_sentinels() -> &'static LocalSentinels {
     static SENTINELS: OnceLock<LocalSentinels> = OnceLock::new();
-    SENTINELS.get_or_init(LocalSentinels::start)
+    SENTINELS.get_or_init(|| LocalSentinels::launch(Guard::default(), None))
 }

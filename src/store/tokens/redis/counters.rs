@@ -34,6 +34,19 @@ impl RedisTokens {
     }
 }
 
+/// A counter's hit: `INCR`, the window set by the first hit only (`EXPIRE … NX`: never
+/// pushed back by later ones), and the count with the seconds left.
+const HIT: &str = r"
+local n = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[1], 'NX')
+return {n, redis.call('TTL', KEYS[1])}
+";
+
+/// A counter's count (nil when absent) and seconds left.
+const PEEK: &str = r"
+return {redis.call('GET', KEYS[1]), redis.call('TTL', KEYS[1])}
+";
+
 impl Counters for RedisTokens {
     async fn claim_once(&self, value: &str, ttl_secs: u64) -> Result<bool, StoreError> {
         self.set_nx_ex("claim_once", &self.key(kind::ONCE, value), ttl_secs)
@@ -42,17 +55,16 @@ impl Counters for RedisTokens {
 
     async fn hit(&self, counter: &str, window_secs: u64) -> Result<Counter, StoreError> {
         let key = self.key(kind::COUNTER, counter);
-        let mut pipe = redis::pipe();
-        // NX: the window starts at the first hit and is never pushed back by later ones.
-        pipe.incr(&key, 1)
-            .cmd("EXPIRE")
+        // One script, not a pipeline: on a cluster a command refused whole (`MOVED`, `ASK`)
+        // is sent again, where a pipeline refused in part could not be (conn.rs).
+        let mut conn = self.conn.clone();
+        let hit = redis::cmd("EVAL")
+            .arg(HIT)
+            .arg(1)
             .arg(&key)
             .arg(window_secs.max(1))
-            .arg("NX")
-            .ignore()
-            .ttl(&key);
-        let mut conn = self.conn.clone();
-        let (count, ttl): (u64, i64) = self.bounded("hit", pipe.query_async(&mut conn)).await?;
+            .clone();
+        let (count, ttl): (u64, i64) = self.bounded("hit", hit.query_async(&mut conn)).await?;
         Ok(Counter {
             count,
             ttl: seconds_left(ttl),
@@ -61,11 +73,10 @@ impl Counters for RedisTokens {
 
     async fn peek(&self, counter: &str) -> Result<Counter, StoreError> {
         let key = self.key(kind::COUNTER, counter);
-        let mut pipe = redis::pipe();
-        pipe.get(&key).ttl(&key);
         let mut conn = self.conn.clone();
+        let peek = redis::cmd("EVAL").arg(PEEK).arg(1).arg(&key).clone();
         let (count, ttl): (Option<u64>, i64) =
-            self.bounded("peek", pipe.query_async(&mut conn)).await?;
+            self.bounded("peek", peek.query_async(&mut conn)).await?;
         Ok(Counter {
             count: count.unwrap_or(0),
             ttl: seconds_left(ttl),

@@ -288,7 +288,7 @@ impl RedisTokens {
         if let Some(near) = &self.near {
             access.iter().for_each(|a| near.forget(a));
         }
-        // One SET a key (grouped by slot on a cluster, one pipeline on one node); `GET`
+        // One SET a key (each on its own on a cluster, one pipeline on one node); `GET`
         // says whether it held a live token. A failover right after the answer must not
         // bring a token back: the revoked values are on `replication`'s replicas first.
         let mut ops = Ops::new();

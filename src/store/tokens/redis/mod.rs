@@ -23,8 +23,8 @@
 //!
 //! The keys of one token sit on different cluster slots (an access token is found by its
 //! hash alone, so nothing else can share its slot). The writes of one operation are `Ops` in stages
-//! (`ops.rs`): one pipeline on a single node, grouped by slot stage after stage on a
-//! cluster. The atomic steps are Lua scripts on one slot: single-use refresh on the
+//! (`ops.rs`): one pipeline on a single node, each command on its own, stage after
+//! stage, on a cluster. The atomic steps are Lua scripts on one slot: single-use refresh on the
 //! refresh key (it returns the value and marks it used, same TTL, so a replay is
 //! recognised); filing and taking pairs on the user's index (`index.rs` says why no
 //! interleaving can leave a revoked token valid).

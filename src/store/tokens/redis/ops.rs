@@ -21,7 +21,7 @@ pub struct Replication {
 /// On one node (standalone, sentinel) they go out as one pipeline: Redis runs a
 /// connection's commands in order, so the stages cost no extra round trip. On a cluster,
 /// where the keys of one operation sit on different slots (and nodes), each stage's
-/// commands are grouped by slot, the groups of a stage sent at once, stage after stage.
+/// commands are sent at once, each on its own (see `run_staged`), stage after stage.
 #[derive(Default)]
 pub struct Ops {
     ops: Vec<Op>,
@@ -121,26 +121,20 @@ impl Ops {
     async fn run_staged(&self, conn: &RedisConn) -> RedisResult<Vec<Value>> {
         let mut answers: Vec<Option<Value>> = vec![None; self.ops.len()];
         for stage in 0..=self.stage {
-            // The indexes of this stage's commands, one group per slot; with a `WAIT`, one
-            // group per command: a pipeline of one command and its `WAIT` is refused whole
-            // or runs (`WAIT` is never refused as a key is), so a `MOVED` or an `ASK` of it
-            // is followed (conn.rs), where two commands of one slot, one served and one
-            // moved, could not be sent again.
-            let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
-            for (i, op) in self.ops.iter().enumerate() {
-                if op.stage != stage {
-                    continue;
-                }
-                let joins = if self.replicated.is_some() {
-                    None
-                } else {
-                    groups.iter_mut().find(|(g, _)| *g == op.slot)
-                };
-                match joins {
-                    Some((_, members)) => members.push(i),
-                    None => groups.push((op.slot, vec![i])),
-                }
-            }
+            // Each command of this stage alone (with its `WAIT`, when replicated): the
+            // cluster client answers a pipeline with its first refused command's error
+            // only, so a pipeline refused in part (an `ASK` for a key a `MIGRATE` moved
+            // between two commands) could not be told from one refused whole, and could
+            // not be sent again. One command is refused whole or runs; `conn.rs` follows
+            // its `MOVED` or `ASK`. (The multiplexed connection to each node pipelines
+            // them all the same.)
+            let groups: Vec<(u16, Vec<usize>)> = self
+                .ops
+                .iter()
+                .enumerate()
+                .filter(|(_, op)| op.stage == stage)
+                .map(|(i, op)| (op.slot, vec![i]))
+                .collect();
             let sent = groups.into_iter().map(|(_, members)| {
                 let mut conn = conn.clone();
                 async move {
