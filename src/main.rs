@@ -25,19 +25,32 @@ fn main() -> std::process::ExitCode {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    runtime.enable_all();
-    if let Command::Serve(args) = &cli.command {
-        match args.worker_threads.filter(|n| *n > 0) {
-            Some(n) => {
-                runtime.worker_threads(n);
-            }
+    let workers = match &cli.command {
+        Command::Serve(args) => match args.worker_threads.filter(|n| *n > 0) {
+            Some(n) => Some(n),
             // tokio's own variable still counts when the flag is not given.
-            None if std::env::var_os("TOKIO_WORKER_THREADS").is_some() => {}
-            None => {
-                runtime.worker_threads(default_workers());
-            }
-        }
+            None => match std::env::var("TOKIO_WORKER_THREADS") {
+                Err(_) => Some(default_workers()),
+                Ok(n) => match n.trim().parse::<usize>() {
+                    Ok(n) if n > 0 => Some(n),
+                    _ => {
+                        eprintln!("tokencache: TOKIO_WORKER_THREADS must be a positive integer, not {n:?}");
+                        return std::process::ExitCode::FAILURE;
+                    }
+                },
+            },
+        },
+        _ => None,
+    };
+    // One worker: a current-thread runtime, which does not pay for work stealing (the
+    // multi-thread scheduler's atomics and its separate driver parking).
+    let mut runtime = match workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    runtime.enable_all();
+    if let Some(n) = workers.filter(|n| *n > 1) {
+        runtime.worker_threads(n);
     }
     let runtime = match runtime.build() {
         Ok(r) => r,
@@ -64,7 +77,9 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// One worker thread per core but one (at least one). The kernel's network stack does
+/// One worker thread per core but one (at least one); one worker runs a current-thread
+/// runtime (measured: check_token 0.84 of the ceiling on a multi-thread runtime of one
+/// worker, 0.96 on a current-thread one, docs/loadtest.md). The kernel's network stack does
 /// more than half of the work of serving check_token (perf), much of it outside the
 /// workers, and Redis often shares the host: on the 2-core development machine one
 /// worker met the ceiling ratios in every run, two missed the p99 one in most
