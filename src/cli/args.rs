@@ -94,9 +94,10 @@ pub struct StoreArgs {
     )]
     pub redis_timeout_ms: u64,
     /// Replicas a revocation (logout, logout-all, a new password, a disabled user, a
-    /// replayed refresh token) must reach before it answers (WAIT); fewer within
-    /// --redis-wait-timeout-ms and it answers 503, to be retried. Unset: 1 with
-    /// --redis-mode cluster or sentinel, 0 (no wait) with one server.
+    /// replayed refresh token) and a new pair's entry in its user's index must reach
+    /// before they answer (WAIT); fewer within --redis-wait-timeout-ms and it answers
+    /// 503, to be retried. Unset: 1 with --redis-mode cluster or sentinel, 0 (no wait)
+    /// with one server.
     #[arg(long, env = "TOKENCACHE_REDIS_WAIT_REPLICAS", global = true)]
     pub redis_wait_replicas: Option<u32>,
     /// How long a write waits for its replicas, in milliseconds.
@@ -107,8 +108,9 @@ pub struct StoreArgs {
         global = true
     )]
     pub redis_wait_timeout_ms: u64,
-    /// Logins and refreshes wait for the replicas too (an answered login then survives a
-    /// failover; it costs them the wait).
+    /// A login's and a refresh's tokens wait for the replicas too, not only their index
+    /// entry (an answered login then survives a failover), and so does a client's own
+    /// token.
     #[arg(long, env = "TOKENCACHE_REDIS_WAIT_ON_ISSUE", global = true)]
     pub redis_wait_on_issue: bool,
     /// Bound on one database operation (pool wait included), in milliseconds.

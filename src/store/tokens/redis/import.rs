@@ -17,9 +17,9 @@ use crate::store::tokens::value;
 use crate::store::StoreError;
 
 impl TokenImport for RedisTokens {
-    /// One pipeline a batch (two stages on a cluster): every index entry, then every
-    /// token with `SET NX`; then the resume mark, once all of it answered without an
-    /// error.
+    /// Every index entry of a batch (confirmed by replicas as revocations are), then
+    /// every token with `SET NX`; then the resume mark, once all of it answered without
+    /// an error.
     async fn import_batch(
         &self,
         source: &str,
@@ -83,8 +83,14 @@ impl TokenImport for RedisTokens {
             );
         }
         let mut conn = self.conn.clone();
-        // Every index entry before any token.
-        indexes.then().append(sets);
+        // Every index entry before any token, and on as many replicas as a revocation
+        // waits for: a token must not outlive its entry through a failover (its key on
+        // another master), unlisted by a later logout-all.
+        indexes
+            .replicated(self.durability.revocations)
+            .then()
+            .replicated(None)
+            .append(sets);
         let set: Vec<Option<String>> = if tokens.is_empty() {
             Vec::new()
         } else {

@@ -7,9 +7,10 @@
 //!
 //! - **issue**: the pair's two keys are written (`SET … EX`), then the `ISSUE` script
 //!   files its member, unless it is refreshed from a parent that is no longer live; past
-//!   the cap it marks the oldest members as being revoked in the same step. A refused
+//!   the cap it marks the oldest members as being revoked in the same step. The filing
+//!   waits for replicas as revocations do (`WAIT`, 503 when too few confirm). A refused
 //!   pair's keys are deleted (nobody ever saw them); the trimmed pairs' tokens are
-//!   revoked, and only then does `issue` answer.
+//!   revoked (waiting likewise), and only then does `issue` answer.
 //! - **revoke**: the `TAKE` script marks the chosen members (every one, for a user) as
 //!   being revoked (score -1, out of the live scores, which are the pairs' ends) and
 //!   answers every member so marked; each of their tokens is overwritten with the revoked
@@ -33,6 +34,12 @@
 //!   filed then refused and not deleted, belong to a pair nobody received; members marked
 //!   but not yet revoked stay marked, and every later revocation of the user (a retry of
 //!   the one that answered 503, say) finishes them first.
+//! - A master lost after the answer: the member of every pair answered is on a replica
+//!   (with `--redis-wait-replicas` above 0), so the promoted one lists it. Without that
+//!   wait a pair's tokens could survive where its member did not (its keys on another
+//!   master of a cluster, or replicated ahead of it on one master), and a logout-all
+//!   after the failover missed them: the history checker caught it under a replica cut
+//!   then a master kill on a cluster (8 violations in one run).
 //!
 //! The members: `p` and the pair's access hash, refresh hash and family (39 bytes), or
 //! `a` and an access hash (17 bytes) for an access token carried over alone from the
@@ -194,6 +201,11 @@ impl RedisTokens {
                 Cmd::set_ex(&refresh_key, value::encode_refresh(record), refresh_ttl),
             )
             .then()
+            // The member waits for replicas as a revocation does: a pair answered is
+            // filed where a failover keeps it, or its tokens (on other masters, or
+            // replicated ahead of it) could outlive it unlisted, and a later logout-all
+            // miss them.
+            .replicated(self.durability.revocations)
             .keep(
                 index.as_bytes(),
                 redis::cmd("EVAL")
@@ -219,8 +231,9 @@ impl RedisTokens {
             return Ok(Issue::ParentRevoked);
         }
         if !trimmed.is_empty() {
-            // Out of the index already; the pair answers once their tokens are dead too.
-            let replication = self.durability.issue();
+            // Out of the index already; the pair answers once their tokens are dead too,
+            // on as many replicas as any revocation's.
+            let replication = self.durability.revocations;
             self.revoke_members("trim", &index, trimmed, None, replication)
                 .await?;
         }

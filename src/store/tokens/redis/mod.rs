@@ -199,9 +199,10 @@ impl RedisTokens {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Durability {
     /// Revocations (logout, logout-all, a password change, a disabled user, a replayed
-    /// refresh token, the cap's trims with `on_issue`): `None`, answered without waiting.
+    /// refresh token, the cap's trims) and a new pair's filing in its user's index:
+    /// `None`, answered without waiting.
     pub revocations: Option<Replication>,
-    /// Logins and refreshes wait too.
+    /// A login's or refresh's tokens wait too (not only its index entry).
     pub on_issue: bool,
 }
 

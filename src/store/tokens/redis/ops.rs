@@ -26,7 +26,8 @@ pub struct Replication {
 pub struct Ops {
     ops: Vec<Op>,
     stage: usize,
-    /// Replicas every command must reach before the operation answers.
+    /// Replicas the commands of the current stage, and those added after, must reach
+    /// before the operation answers.
     replicated: Option<Replication>,
 }
 
@@ -37,6 +38,7 @@ struct Op {
     cmd: Cmd,
     keep: bool,
     stage: usize,
+    replicated: Option<Replication>,
 }
 
 impl Ops {
@@ -62,12 +64,18 @@ impl Ops {
         self
     }
 
-    /// Every command must have reached `replication`'s replicas before `run` answers
-    /// (nothing when `None`): a `WAIT` after the commands on each connection that carried
-    /// them (on a cluster, each slot's group; on one node, the pipeline); fewer replicas
-    /// in time is an error (the caller answers 503), though the commands ran.
+    /// The commands of the current stage, and every one added after (until this is
+    /// called again), must have reached `replication`'s replicas before `run` answers
+    /// (nothing when `None`): a `WAIT` after each such command on a cluster, one after
+    /// the pipeline on one node (where replicas receive a connection's writes in order,
+    /// so it covers every command before it); fewer replicas in time is an error (the
+    /// caller answers 503), though the commands ran.
     pub fn replicated(&mut self, replication: Option<Replication>) -> &mut Self {
-        self.replicated = replication.filter(|r| r.replicas > 0);
+        let replication = replication.filter(|r| r.replicas > 0);
+        for op in self.ops.iter_mut().filter(|op| op.stage == self.stage) {
+            op.replicated = replication;
+        }
+        self.replicated = replication;
         self
     }
 
@@ -88,6 +96,7 @@ impl Ops {
             cmd,
             keep,
             stage: self.stage,
+            replicated: self.replicated,
         });
         self
     }
@@ -104,18 +113,30 @@ impl Ops {
                         pipe.ignore();
                     }
                 }
-                if let Some(r) = &self.replicated {
+                let replicated = self.most_replicated();
+                if let Some(r) = &replicated {
                     pipe.add_command(wait(r));
                 }
                 let mut conn = conn.clone();
                 let mut kept = pipe.query_async::<Vec<Value>>(&mut conn).await?;
-                if let Some(r) = &self.replicated {
+                if let Some(r) = &replicated {
                     check_replicas(r, kept.pop())?;
                 }
                 kept
             }
         };
         Ok(redis::from_redis_value(Value::Array(kept))?)
+    }
+
+    /// The strictest replication any command asks for (one node's single `WAIT`).
+    fn most_replicated(&self) -> Option<Replication> {
+        self.ops
+            .iter()
+            .filter_map(|op| op.replicated)
+            .reduce(|a, b| Replication {
+                replicas: a.replicas.max(b.replicas),
+                timeout: a.timeout.max(b.timeout),
+            })
     }
 
     async fn run_staged(&self, conn: &RedisConn) -> RedisResult<Vec<Value>> {
@@ -138,7 +159,8 @@ impl Ops {
             let sent = groups.into_iter().map(|(_, members)| {
                 let mut conn = conn.clone();
                 async move {
-                    let values: Vec<Value> = match (&members[..], &self.replicated) {
+                    let replicated = members.first().and_then(|&i| self.ops[i].replicated);
+                    let values: Vec<Value> = match (&members[..], &replicated) {
                         // Alone, so that a refusal of it (MOVED, ASK) may be resent.
                         ([single], None) => {
                             vec![self.ops[*single].cmd.query_async(&mut conn).await?]
@@ -148,11 +170,11 @@ impl Ops {
                             for &i in &members {
                                 pipe.add_command(self.ops[i].cmd.clone());
                             }
-                            if let Some(r) = &self.replicated {
+                            if let Some(r) = &replicated {
                                 pipe.add_command(wait(r));
                             }
                             let mut values: Vec<Value> = pipe.query_async(&mut conn).await?;
-                            if let Some(r) = &self.replicated {
+                            if let Some(r) = &replicated {
                                 check_replicas(r, values.pop())?;
                             }
                             values
@@ -242,5 +264,26 @@ mod tests {
         ops.keep(b"b", redis::cmd("GET").arg("b").clone());
         assert_eq!(ops.ops[0].stage, 0);
         assert_eq!(ops.ops[1].stage, 1);
+    }
+
+    #[test]
+    fn replication_applies_to_its_stage_and_what_follows() {
+        let r = Replication {
+            replicas: 1,
+            timeout: Duration::from_millis(250),
+        };
+        let mut ops = Ops::new();
+        ops.ignore(b"a", redis::cmd("SET").arg("a").arg(1).clone())
+            .then()
+            .ignore(b"b", redis::cmd("SET").arg("b").arg(1).clone())
+            .replicated(Some(r))
+            .keep(b"c", redis::cmd("GET").arg("c").clone());
+        let asked: Vec<_> = ops.ops.iter().map(|op| op.replicated).collect();
+        assert_eq!(asked, [None, Some(r), Some(r)]);
+        assert_eq!(ops.most_replicated(), Some(r));
+        // Zero replicas is no wait.
+        ops.replicated(Some(Replication { replicas: 0, ..r }));
+        assert_eq!(ops.ops[2].replicated, None);
+        assert_eq!(Ops::new().most_replicated(), None);
     }
 }
