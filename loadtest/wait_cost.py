@@ -8,8 +8,9 @@ Starts a local Redis Cluster of 3 masters + 3 replicas (as loadtest/scaling.py d
 release tokencache on MariaDB (127.0.0.1:3306, root) three times:
 
   no wait        --redis-wait-replicas 0
-  wait           --redis-wait-replicas 1 (the cluster default): revocations wait
-  wait on issue  --redis-wait-replicas 1 --redis-wait-on-issue: logins and refreshes too
+  wait           --redis-wait-replicas 1 (the cluster default): revocations and a new
+                 pair's index entry wait
+  wait on issue  --redis-wait-replicas 1 --redis-wait-on-issue: the pair's tokens too
 
 and for each makes N logins then N logouts, one after another from one client, timing
 each answer. argon2id is set cheap (4 MiB, 1 iteration) so that the login's own cost does
