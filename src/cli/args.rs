@@ -94,9 +94,9 @@ pub struct StoreArgs {
     )]
     pub redis_timeout_ms: u64,
     /// Replicas a revocation (logout, logout-all, a new password, a disabled user, a
-    /// replayed refresh token) and a new pair's entry in its user's index must reach
-    /// before they answer (WAIT); fewer within --redis-wait-timeout-ms and it answers
-    /// 503, to be retried. Unset: 1 with --redis-mode cluster or sentinel, 0 (no wait)
+    /// replayed refresh token) and, on a cluster, a new pair's entry in its user's index
+    /// must reach before they answer (WAIT); fewer within --redis-wait-timeout-ms and it
+    /// answers 503, to be retried. Unset: 1 with --redis-mode cluster or sentinel, 0 (no wait)
     /// with one server.
     #[arg(long, env = "TOKENCACHE_REDIS_WAIT_REPLICAS", global = true)]
     pub redis_wait_replicas: Option<u32>,

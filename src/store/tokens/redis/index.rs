@@ -7,7 +7,8 @@
 //!
 //! - **issue**: the pair's two keys are written (`SET … EX`), then the `ISSUE` script
 //!   files its member, unless it is refreshed from a parent that is no longer live; past
-//!   the cap it marks the oldest members as being revoked in the same step. The filing
+//!   the cap it marks the oldest members as being revoked in the same step. On one node
+//!   the keys and the filing are one `MULTI`/`EXEC` transaction; on a cluster the filing
 //!   waits for replicas as revocations do (`WAIT`, 503 when too few confirm). A refused
 //!   pair's keys are deleted (nobody ever saw them); the trimmed pairs' tokens are
 //!   revoked (waiting likewise), and only then does `issue` answer.
@@ -34,18 +35,19 @@
 //!   filed then refused and not deleted, belong to a pair nobody received; members marked
 //!   but not yet revoked stay marked, and every later revocation of the user (a retry of
 //!   the one that answered 503, say) finishes them first.
-//! - A master lost after the answer: the member of every pair answered is on a replica
-//!   (with `--redis-wait-replicas` above 0), so the promoted one lists it. Without that
-//!   wait a pair's tokens could survive where its member did not (its keys on another
-//!   master of a cluster, or replicated ahead of it on one master), and a logout-all
-//!   after the failover missed them: the history checker caught it under a replica cut
-//!   then a master kill on a cluster (8 violations in one run).
+//! - A master lost after the answer: on one node a replica has the pair's keys and its
+//!   member together or neither (one transaction); on a cluster the member of every pair
+//!   answered is on a replica (with `--redis-wait-replicas` above 0), so the promoted
+//!   one lists it. Without that a pair's tokens could survive where its member did not,
+//!   and a logout-all after the failover missed them: the history checker caught it
+//!   under a replica cut then a master kill on a cluster (8 violations in one run).
 //!
 //! The members: `p` and the pair's access hash, refresh hash and family (39 bytes), or
 //! `a` and an access hash (17 bytes) for an access token carried over alone from the
 //! original's tables. A pair without a refresh token (a client's own) is filed nowhere.
 use redis::Cmd;
 
+use super::conn::RedisConn;
 use super::ops::{Ops, Replication};
 use super::RedisTokens;
 use crate::store::tokens::keys::kind;
@@ -193,19 +195,25 @@ impl RedisTokens {
             access: pair.access_hash,
             refresh: Some((*refresh_hash, pair.family)),
         };
+        // A pair answered must be filed wherever a failover keeps its tokens, or they
+        // could outlive their member, unlisted by a later logout-all. On one node the
+        // keys and the member are one transaction, replicated together; on a cluster
+        // they sit on different masters, and the member waits for replicas as a
+        // revocation does.
+        let file_replicated = match self.conn {
+            RedisConn::Cluster(..) => self.durability.revocations,
+            _ => None,
+        };
         let mut ops = Ops::new();
-        ops.replicated(self.durability.issue())
+        ops.atomic()
+            .replicated(self.durability.issue())
             .ignore(access_key.as_bytes(), set_access)
             .ignore(
                 refresh_key.as_bytes(),
                 Cmd::set_ex(&refresh_key, value::encode_refresh(record), refresh_ttl),
             )
             .then()
-            // The member waits for replicas as a revocation does: a pair answered is
-            // filed where a failover keeps it, or its tokens (on other masters, or
-            // replicated ahead of it) could outlive it unlisted, and a later logout-all
-            // miss them.
-            .replicated(self.durability.revocations)
+            .replicated(file_replicated.or(self.durability.issue()))
             .keep(
                 index.as_bytes(),
                 redis::cmd("EVAL")

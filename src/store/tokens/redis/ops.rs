@@ -29,6 +29,8 @@ pub struct Ops {
     /// Replicas the commands of the current stage, and those added after, must reach
     /// before the operation answers.
     replicated: Option<Replication>,
+    /// On one node, one `MULTI`/`EXEC` transaction.
+    atomic: bool,
 }
 
 struct Op {
@@ -79,6 +81,15 @@ impl Ops {
         self
     }
 
+    /// On one node (standalone, sentinel), the commands run as one `MULTI`/`EXEC`
+    /// transaction: no other client's command runs between them, and a replica applies
+    /// all of them or none (a transaction its link cut short is discarded), so a failover
+    /// keeps them together. No effect on a cluster, where they span nodes.
+    pub fn atomic(&mut self) -> &mut Self {
+        self.atomic = true;
+        self
+    }
+
     /// Adds `other`'s commands, its first stage joining the current one.
     pub fn append(&mut self, other: Ops) -> &mut Self {
         let base = self.stage;
@@ -107,6 +118,9 @@ impl Ops {
             RedisConn::Cluster(..) => self.run_staged(conn).await?,
             _ => {
                 let mut pipe = redis::pipe();
+                if self.atomic {
+                    pipe.atomic();
+                }
                 for op in &self.ops {
                     pipe.add_command(op.cmd.clone());
                     if !op.keep {
@@ -114,13 +128,19 @@ impl Ops {
                     }
                 }
                 let replicated = self.most_replicated();
-                if let Some(r) = &replicated {
+                let wait_inside = replicated.filter(|_| !self.atomic);
+                if let Some(r) = &wait_inside {
                     pipe.add_command(wait(r));
                 }
                 let mut conn = conn.clone();
                 let mut kept = pipe.query_async::<Vec<Value>>(&mut conn).await?;
-                if let Some(r) = &replicated {
+                if let Some(r) = &wait_inside {
                     check_replicas(r, kept.pop())?;
+                } else if let Some(r) = &replicated {
+                    // Not inside the transaction (it would not block there): after it,
+                    // on the same connection, whose writes it waits for.
+                    let answer: Value = wait(r).query_async(&mut conn).await?;
+                    check_replicas(r, Some(answer))?;
                 }
                 kept
             }
