@@ -368,3 +368,49 @@ async fn on_a_cluster_and_no_wait_a_failover_lets_a_token_escape_logout_all() {
     assert_eq!(answers.last(), Some(&StatusCode::OK), "{answers:?}");
     assert_eq!(after, [StatusCode::OK]);
 }
+
+/// `--redis-wait-on-issue` on one node: a login is one transaction whose `WAIT` follows
+/// it in the same pipeline. While the replica is cut, logins answer 503 (code 1), and
+/// without the setting they answer 200 (no wait: the keys and the index entry survive a
+/// failover together or not at all); once the replica is back, 200 with it too.
+async fn sentinel_login_story(on_issue: bool) -> (StatusCode, StatusCode) {
+    let setup = LocalSentinels::start();
+    let app = serve_on_with(
+        RedisMode::Sentinel,
+        setup.urls(),
+        Some(setup.name.clone()),
+        |s| s.redis_wait_on_issue = on_issue,
+    )
+    .await;
+    let (master, replica) = (setup.master.port, setup.replica.port);
+    app.login().await;
+    wait_replicated(master, replica);
+    let sleeper = cut_replica(master, replica, "2");
+    let (during, v) = app.authorize("alice", PASSWORD).await;
+    assert!(
+        during == StatusCode::OK || v["code"] == json!(1),
+        "{during} {v}"
+    );
+    sleeper.join().unwrap();
+    wait_replicated(master, replica);
+    let (after, v) = app.authorize("alice", PASSWORD).await;
+    assert_eq!(after, StatusCode::OK, "{v}");
+    let token = v["data"]["access_token"].as_str().unwrap();
+    assert_eq!(app.check_token(token).await.0, StatusCode::OK);
+    app.cleanup().await;
+    (during, after)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MariaDB and redis-server: cargo test -- --include-ignored"]
+async fn with_sentinel_and_wait_on_issue_a_login_no_replica_confirmed_answers_503() {
+    let (during, _) = sentinel_login_story(true).await;
+    assert_eq!(during, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MariaDB and redis-server: cargo test -- --include-ignored"]
+async fn with_sentinel_a_login_does_not_wait_for_a_replica() {
+    let (during, _) = sentinel_login_story(false).await;
+    assert_eq!(during, StatusCode::OK);
+}

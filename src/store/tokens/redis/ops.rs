@@ -82,8 +82,9 @@ impl Ops {
     }
 
     /// On one node (standalone, sentinel), the commands run as one `MULTI`/`EXEC`
-    /// transaction: no other client's command runs between them, and a replica applies
-    /// all of them or none (a transaction its link cut short is discarded), so a failover
+    /// transaction (its `WAIT`, when replicated, right after `EXEC` in the same
+    /// pipeline): no other client's command runs between them, and a replica applies all
+    /// of them or none (a transaction its link cut short is discarded), so a failover
     /// keeps them together. No effect on a cluster, where they span nodes.
     pub fn atomic(&mut self) -> &mut Self {
         self.atomic = true;
@@ -117,35 +118,64 @@ impl Ops {
         let kept = match conn {
             RedisConn::Cluster(..) => self.run_staged(conn).await?,
             _ => {
+                // MULTI … EXEC by hand rather than redis-rs's atomic pipeline, so that the
+                // `WAIT` follows the transaction in the same pipeline: sent on its own,
+                // it could go out on a reconnected connection, which has written nothing
+                // and so confirms at once.
                 let mut pipe = redis::pipe();
                 if self.atomic {
-                    pipe.atomic();
+                    pipe.cmd("MULTI").ignore();
                 }
                 for op in &self.ops {
                     pipe.add_command(op.cmd.clone());
-                    if !op.keep {
+                    if self.atomic || !op.keep {
                         pipe.ignore();
                     }
                 }
+                if self.atomic {
+                    pipe.cmd("EXEC");
+                }
                 let replicated = self.most_replicated();
-                let wait_inside = replicated.filter(|_| !self.atomic);
-                if let Some(r) = &wait_inside {
+                if let Some(r) = &replicated {
                     pipe.add_command(wait(r));
                 }
                 let mut conn = conn.clone();
-                let mut kept = pipe.query_async::<Vec<Value>>(&mut conn).await?;
-                if let Some(r) = &wait_inside {
-                    check_replicas(r, kept.pop())?;
-                } else if let Some(r) = &replicated {
-                    // Not inside the transaction (it would not block there): after it,
-                    // on the same connection, whose writes it waits for.
-                    let answer: Value = wait(r).query_async(&mut conn).await?;
-                    check_replicas(r, Some(answer))?;
+                let mut answers = pipe.query_async::<Vec<Value>>(&mut conn).await?;
+                if let Some(r) = &replicated {
+                    check_replicas(r, answers.pop())?;
                 }
-                kept
+                if self.atomic {
+                    self.kept_of_transaction(answers.pop())?
+                } else {
+                    answers
+                }
             }
         };
         Ok(redis::from_redis_value(Value::Array(kept))?)
+    }
+
+    /// The kept answers out of `EXEC`'s, refusing the whole operation when any of its
+    /// commands failed (inside a transaction an error is an element, not the answer).
+    fn kept_of_transaction(&self, exec: Option<Value>) -> RedisResult<Vec<Value>> {
+        let Some(Value::Array(done)) = exec else {
+            return Err(RedisError::from((
+                redis::ErrorKind::Io,
+                "transaction not run",
+                format!("EXEC answered {exec:?}"),
+            )));
+        };
+        if let Some(Value::ServerError(e)) =
+            done.iter().find(|v| matches!(v, Value::ServerError(_)))
+        {
+            return Err(e.clone().into());
+        }
+        Ok(self
+            .ops
+            .iter()
+            .zip(done)
+            .filter(|(op, _)| op.keep)
+            .map(|(_, value)| value)
+            .collect())
     }
 
     /// The strictest replication any command asks for (one node's single `WAIT`).
