@@ -31,21 +31,21 @@ async fn logout(app: &TestApp, token: &str) -> (StatusCode, serde_json::Value) {
     app.post("/api/v1/logout", &json!({ "token": token })).await
 }
 
-/// The retry a client makes of a logout that answered 503: again every 200 ms while it
-/// answers 503, for at most 10 s (a replica that has just rejoined may not confirm
-/// within `--redis-wait-timeout-ms` on a loaded machine: seen once in a full parallel
-/// run). Prints how many it took.
-async fn retry_logout(app: &TestApp, token: &str) -> (StatusCode, serde_json::Value) {
+/// `call` again every 100 ms while it answers 503, for at most 10 s, as a client retries:
+/// a failover not yet seen through, or a replica that has just rejoined and does not yet
+/// confirm within `--redis-wait-timeout-ms` on a loaded machine (seen once in a full
+/// parallel run). Its last answer.
+async fn past_503<F>(mut call: impl FnMut() -> F) -> (StatusCode, serde_json::Value)
+where
+    F: std::future::Future<Output = (StatusCode, serde_json::Value)>,
+{
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut tries = 1;
     loop {
-        let (status, v) = logout(app, token).await;
-        if status != StatusCode::SERVICE_UNAVAILABLE || Instant::now() >= deadline {
-            println!("the retried logout answered {status} after {tries} tries");
-            return (status, v);
+        let answer = call().await;
+        if answer.0 != StatusCode::SERVICE_UNAVAILABLE || Instant::now() >= deadline {
+            return answer;
         }
-        tries += 1;
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -86,14 +86,7 @@ async fn sentinel_story(wait: Option<u32>) -> (StatusCode, StatusCode) {
     })
     .await;
     // The first answer of the new master about the token.
-    let mut after = app.check_token(&access).await;
-    for _ in 0..100 {
-        if after.0 != StatusCode::SERVICE_UNAVAILABLE {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        after = app.check_token(&access).await;
-    }
+    let after = past_503(|| app.check_token(&access)).await;
     println!(
         "sentinel, wait {wait:?}: the logout answered {answered}; after the failover the token \
          answers {}",
@@ -112,7 +105,7 @@ async fn sentinel_story(wait: Option<u32>) -> (StatusCode, StatusCode) {
         || cli(master, &["role"]).contains("connected"),
     )
     .await;
-    let (status, v) = retry_logout(&app, &access).await;
+    let (status, v) = past_503(|| logout(&app, &access)).await;
     assert_eq!(status, StatusCode::OK, "the retry: {v}");
     assert_fails(&app.check_token(&access).await, 401, 102);
     setup.replica.kill();
@@ -122,14 +115,7 @@ async fn sentinel_story(wait: Option<u32>) -> (StatusCode, StatusCode) {
         || setup.master_port() == Some(master),
     )
     .await;
-    let mut again = app.check_token(&access).await;
-    for _ in 0..100 {
-        if again.0 != StatusCode::SERVICE_UNAVAILABLE {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        again = app.check_token(&access).await;
-    }
+    let again = past_503(|| app.check_token(&access)).await;
     assert_fails(&again, 401, 102);
     app.cleanup().await;
     (answered, after.0)
@@ -181,14 +167,7 @@ async fn cluster_story(wait: Option<u32>) -> (StatusCode, StatusCode) {
         cluster.promoted(&key, master)
     })
     .await;
-    let mut after = app.check_token(&access).await;
-    for _ in 0..100 {
-        if after.0 != StatusCode::SERVICE_UNAVAILABLE {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        after = app.check_token(&access).await;
-    }
+    let after = past_503(|| app.check_token(&access)).await;
     println!(
         "cluster, wait {wait:?}: the logout answered {answered}; after the failover the token \
          answers {}",
@@ -204,7 +183,7 @@ async fn cluster_story(wait: Option<u32>) -> (StatusCode, StatusCode) {
         || cluster.cli(master, &["role"]).contains("connected"),
     )
     .await;
-    let (status, v) = retry_logout(&app, &access).await;
+    let (status, v) = past_503(|| logout(&app, &access)).await;
     assert_eq!(status, StatusCode::OK, "the retry: {v}");
     assert_fails(&app.check_token(&access).await, 401, 102);
     cluster.nodes[r].kill();
@@ -214,14 +193,7 @@ async fn cluster_story(wait: Option<u32>) -> (StatusCode, StatusCode) {
         || cluster.promoted(&key, replica),
     )
     .await;
-    let mut again = app.check_token(&access).await;
-    for _ in 0..100 {
-        if again.0 != StatusCode::SERVICE_UNAVAILABLE {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        again = app.check_token(&access).await;
-    }
+    let again = past_503(|| app.check_token(&access)).await;
     assert_fails(&again, 401, 102);
     app.cleanup().await;
     (answered, after.0)
@@ -318,16 +290,8 @@ async fn cluster_index_story(wait: Option<u32>) -> (Vec<StatusCode>, Vec<StatusC
         || cluster.cli(master, &["role"]).contains("connected"),
     )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let (status, v) = loop {
-        let (status, v) = app
-            .post("/api/v1/logout", &json!({ "token": filed, "all": true }))
-            .await;
-        if status != StatusCode::SERVICE_UNAVAILABLE || Instant::now() >= deadline {
-            break (status, v);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let all = json!({ "token": filed, "all": true });
+    let (status, v) = past_503(|| app.post("/api/v1/logout", &all)).await;
     assert_eq!(status, StatusCode::OK, "logout-all: {v}");
     let mut after = Vec::new();
     for token in &elsewhere {
