@@ -28,7 +28,7 @@ pub const DEFAULT_REDIS_PREFIX: &str = "tc:";
 pub const DEFAULT_NEAR_CACHE_MAX_ENTRIES: usize = 100_000;
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(1000);
 /// How long a write waits for its replicas before it is answered 503.
-pub const DEFAULT_REDIS_WAIT_TIMEOUT: Duration = Duration::from_millis(250);
+pub const DEFAULT_REDIS_WAIT_TIMEOUT: Duration = Duration::from_millis(500);
 pub const DEFAULT_DATABASE_TIMEOUT: Duration = Duration::from_millis(3000);
 /// The bound on one webhook call of the code delivery.
 pub const DEFAULT_CODE_WEBHOOK_TIMEOUT: Duration = Duration::from_millis(5000);

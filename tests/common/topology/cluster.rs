@@ -210,6 +210,16 @@ impl LocalCluster {
             &master_id,
         ]);
         self.wait_healthy();
+        // In sync, as an operator waits before moving slots to it: until then the new
+        // master's writes that wait for a replica (revocations, index entries) answer 503.
+        wait_until(
+            "the new master's replica in sync",
+            Duration::from_secs(20),
+            || {
+                self.cli(replica_port, &["info", "replication"])
+                    .contains("master_link_status:up")
+            },
+        );
         (self.nodes.len() - 2, self.nodes.len() - 1)
     }
 
