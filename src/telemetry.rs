@@ -44,6 +44,9 @@ pub const NEAR_CACHE_INVALIDATIONS: &str = "tokencache_near_cache_invalidations_
 pub const NEAR_CACHE_FLUSHES: &str = "tokencache_near_cache_flushes_total";
 /// Entries in the near cache (sampled twice a second).
 pub const NEAR_CACHE_ENTRIES: &str = "tokencache_near_cache_entries";
+/// Misses read through the store's connection because their master's tracking connection
+/// could not serve them (its slot moved, or the read failed): not kept.
+pub const NEAR_CACHE_MISREADS: &str = "tokencache_near_cache_misreads_total";
 /// gRPC ext_authz checks by `result` (ok, denied, unavailable, error).
 pub const GRPC_CHECKS: &str = "tokencache_grpc_checks_total";
 /// Always 1, labelled with the `version`.
@@ -148,6 +151,10 @@ fn describe() {
     );
     describe_counter!(NEAR_CACHE_FLUSHES, "Times the near cache emptied itself.");
     describe_gauge!(NEAR_CACHE_ENTRIES, "Entries in the near cache.");
+    describe_counter!(
+        NEAR_CACHE_MISREADS,
+        "Near-cache misses that their master's tracking connection could not read (a moved slot, an error).",
+    );
     describe_gauge!(BUILD_INFO, "Build information; always 1.");
 }
 
@@ -255,6 +262,10 @@ pub fn revocation(route: &'static str) {
 
 pub fn near_cache(result: &'static str) {
     count(NEAR_CACHE_LOOKUPS, "result", result);
+}
+
+pub fn near_cache_misread() {
+    counter!(NEAR_CACHE_MISREADS).increment(1);
 }
 
 pub fn near_cache_invalidations() {

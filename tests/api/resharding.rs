@@ -19,7 +19,7 @@ use crate::common::topology::LocalCluster;
 use crate::common::*;
 
 /// The slot of `key`, as the cluster says.
-fn slot(cluster: &LocalCluster, key: &str) -> String {
+pub(crate) fn slot(cluster: &LocalCluster, key: &str) -> String {
     cluster
         .cli(cluster.nodes[0].port, &["cluster", "keyslot", key])
         .trim()
@@ -28,7 +28,7 @@ fn slot(cluster: &LocalCluster, key: &str) -> String {
 
 /// Starts moving `slot` from the master at `from` to the one at `to` (as `redis-cli
 /// --cluster reshard` does: the target importing, the owner migrating).
-fn begin_move(cluster: &LocalCluster, slot: &str, from: u16, to: u16) {
+pub(crate) fn begin_move(cluster: &LocalCluster, slot: &str, from: u16, to: u16) {
     let (from_id, to_id) = (cluster.id(from), cluster.id(to));
     assert!(cluster
         .cli(to, &["cluster", "setslot", slot, "importing", &from_id])
@@ -39,7 +39,7 @@ fn begin_move(cluster: &LocalCluster, slot: &str, from: u16, to: u16) {
 }
 
 /// Moves one key of a migrating slot to its new owner.
-fn move_key(cluster: &LocalCluster, key: &str, from: u16, to: u16) {
+pub(crate) fn move_key(cluster: &LocalCluster, key: &str, from: u16, to: u16) {
     let out = cluster.cli(
         from,
         &[
@@ -57,7 +57,7 @@ fn move_key(cluster: &LocalCluster, key: &str, from: u16, to: u16) {
 }
 
 /// Moves the rest of `slot`'s keys and gives it to `to`, on every master.
-fn end_move(cluster: &LocalCluster, slot: &str, from: u16, to: u16) {
+pub(crate) fn end_move(cluster: &LocalCluster, slot: &str, from: u16, to: u16) {
     loop {
         let keys = cluster.cli(from, &["cluster", "getkeysinslot", slot, "100"]);
         let keys: Vec<&str> = keys.lines().filter(|l| !l.is_empty()).collect();

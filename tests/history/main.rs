@@ -561,10 +561,12 @@ async fn run_with(
     report
 }
 
-/// Two instances on the same stores, the test client, the loose client and the users.
+/// Two instances on the same stores, the test client, the loose client and the users;
+/// `second` adjusts the second one's settings only.
 async fn two_instances(
     backend: Backend,
     adjust_more: impl Fn(&mut Settings),
+    second: impl Fn(&mut Settings),
 ) -> (TestApp, Vec<String>) {
     let (mut settings, db, sqlite) = TestApp::fresh_settings(backend).await;
     adjust(&mut settings);
@@ -580,6 +582,7 @@ async fn two_instances(
     let state = if backend.redis() {
         // A second server's own state (its connections, its near cache) on the same
         // database and Redis.
+        second(&mut settings);
         app::state(&settings).await.expect("second instance")
     } else {
         // The in-process store lives in one process: a second listener on its state.
@@ -597,7 +600,7 @@ async fn two_instances(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs MariaDB and Redis: cargo test -- --include-ignored"]
 async fn revocation_holds_over_a_concurrent_history_on_redis() {
-    let (app, bases) = two_instances(Backend::Real, |_| {}).await;
+    let (app, bases) = two_instances(Backend::Real, |_| {}, |_| {}).await;
     let report = run("on MariaDB + Redis, two instances", bases).await;
     assert!(
         report.violations.is_empty(),
@@ -610,7 +613,7 @@ async fn revocation_holds_over_a_concurrent_history_on_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs MariaDB and Redis: cargo test -- --include-ignored"]
 async fn revocation_holds_over_a_concurrent_history_on_redis_with_the_near_cache() {
-    let (app, bases) = two_instances(Backend::Real, |s| s.near_cache = Some(10_000)).await;
+    let (app, bases) = two_instances(Backend::Real, |s| s.near_cache = Some(10_000), |_| {}).await;
     let report = run(
         "on MariaDB + Redis, two instances with the near cache",
         bases,
@@ -626,7 +629,7 @@ async fn revocation_holds_over_a_concurrent_history_on_redis_with_the_near_cache
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocation_holds_over_a_concurrent_history_on_the_embedded_stores() {
-    let (app, bases) = two_instances(Backend::Embedded, |_| {}).await;
+    let (app, bases) = two_instances(Backend::Embedded, |_| {}, |_| {}).await;
     let report = run("on the embedded stores, two listeners", bases).await;
     assert!(
         report.violations.is_empty(),
@@ -637,7 +640,8 @@ async fn revocation_holds_over_a_concurrent_history_on_the_embedded_stores() {
 }
 
 /// The faults of a Redis fleet, each run beside a whole history on a Cluster (3+3) or a
-/// Sentinel setup (1+1, 3 sentinels) of the test's own, two instances: what answered 503
+/// Sentinel setup (1+1, 3 sentinels) of the test's own, two instances (the second with the
+/// near cache, so that a stale hit is a violation too): what answered 503
 /// is printed, and the checker proves that no answered revocation was undone and no
 /// refresh token spent twice. Answered logins and refreshes lost to a fault (their writes
 /// not yet replicated when a master died; issue does not wait for replicas unless
@@ -712,12 +716,16 @@ mod faults {
                 (urls, Some(name))
             }
         };
-        let (app, bases) = two_instances(Backend::Real, move |s| {
-            s.redis_mode = mode;
-            s.redis_url = Some(urls.clone());
-            s.redis_sentinel_master = master.clone();
-            s.redis_timeout = Duration::from_millis(500);
-        })
+        let (app, bases) = two_instances(
+            Backend::Real,
+            move |s| {
+                s.redis_mode = mode;
+                s.redis_url = Some(urls.clone());
+                s.redis_sentinel_master = master.clone();
+                s.redis_timeout = Duration::from_millis(500);
+            },
+            |s| s.near_cache = Some(10_000),
+        )
         .await;
         let index = format!("{}u:{}", app.settings.redis_prefix, user(0));
         let what = format!("{mode:?} under {fault:?}");

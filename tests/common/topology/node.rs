@@ -95,6 +95,11 @@ impl Node {
         }
     }
 
+    /// Whether it runs (not killed).
+    pub fn alive(&self) -> bool {
+        self.pid.is_some()
+    }
+
     /// Starts it again with the same arguments (its config file says what it was).
     pub fn restart(&mut self) {
         self.kill();

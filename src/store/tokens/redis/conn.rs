@@ -252,28 +252,9 @@ impl RedisConn {
         }
         let slots: Value = redis::cmd("CLUSTER").arg("SLOTS").query_async(conn).await?;
         let mut masters: Vec<(String, u16)> = Vec::new();
-        if let Value::Array(ranges) = slots {
-            for range in ranges {
-                let Value::Array(fields) = range else {
-                    continue;
-                };
-                let Some(Value::Array(master)) = fields.get(2) else {
-                    continue;
-                };
-                let host = match master.first() {
-                    Some(Value::BulkString(h)) => String::from_utf8_lossy(h).into_owned(),
-                    Some(Value::SimpleString(h)) => h.clone(),
-                    _ => continue,
-                };
-                let Some(Value::Int(port)) = master.get(1) else {
-                    continue;
-                };
-                let Ok(port) = u16::try_from(*port) else {
-                    continue;
-                };
-                if !masters.contains(&(host.clone(), port)) {
-                    masters.push((host, port));
-                }
+        for range in slot_ranges(slots) {
+            if !masters.contains(&range.master) {
+                masters.push(range.master);
             }
         }
         if masters.is_empty() {
@@ -324,6 +305,76 @@ fn collect_strings(value: Value, out: &mut Vec<String>) {
         }
         _ => {}
     }
+}
+
+/// One range of slots of `CLUSTER SLOTS` and the master that serves it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct SlotRange {
+    pub first: u16,
+    pub last: u16,
+    pub master: (String, u16),
+}
+
+/// The ranges of a `CLUSTER SLOTS` answer (anything unreadable left out).
+pub(super) fn slot_ranges(slots: Value) -> Vec<SlotRange> {
+    let mut out = Vec::new();
+    let Value::Array(ranges) = slots else {
+        return out;
+    };
+    for range in ranges {
+        let Value::Array(fields) = range else {
+            continue;
+        };
+        let (Some(Value::Int(first)), Some(Value::Int(last)), Some(Value::Array(master))) =
+            (fields.first(), fields.get(1), fields.get(2))
+        else {
+            continue;
+        };
+        let host = match master.first() {
+            Some(Value::BulkString(h)) => String::from_utf8_lossy(h).into_owned(),
+            Some(Value::SimpleString(h)) => h.clone(),
+            _ => continue,
+        };
+        let Some(Value::Int(port)) = master.get(1) else {
+            continue;
+        };
+        let (Ok(first), Ok(last), Ok(port)) = (
+            u16::try_from(*first),
+            u16::try_from(*last),
+            u16::try_from(*port),
+        ) else {
+            continue;
+        };
+        out.push(SlotRange {
+            first,
+            last,
+            master: (host, port),
+        });
+    }
+    out
+}
+
+/// The connection settings of the node at `host:port`, taken from a seed's (password,
+/// TLS): every node of a cluster shares them.
+pub(super) fn node_info(
+    template: &redis::ConnectionInfo,
+    host: &str,
+    port: u16,
+) -> redis::ConnectionInfo {
+    let addr = match template.addr() {
+        redis::ConnectionAddr::TcpTls {
+            insecure,
+            tls_params,
+            ..
+        } => redis::ConnectionAddr::TcpTls {
+            host: host.to_owned(),
+            port,
+            insecure: *insecure,
+            tls_params: tls_params.clone(),
+        },
+        _ => redis::ConnectionAddr::Tcp(host.to_owned(), port),
+    };
+    template.clone().set_addr(addr)
 }
 
 /// What a server's refusal says: nothing of the request ran, and where to send it.
@@ -429,20 +480,7 @@ impl AskTargets {
         if let Some(conn) = conns.get(&(host.to_owned(), port)) {
             return Ok(conn.clone());
         }
-        let addr = match self.template.addr() {
-            redis::ConnectionAddr::TcpTls {
-                insecure,
-                tls_params,
-                ..
-            } => redis::ConnectionAddr::TcpTls {
-                host: host.to_owned(),
-                port,
-                insecure: *insecure,
-                tls_params: tls_params.clone(),
-            },
-            _ => redis::ConnectionAddr::Tcp(host.to_owned(), port),
-        };
-        let info = self.template.clone().set_addr(addr);
+        let info = node_info(&self.template, host, port);
         let conn = redis::Client::open(info)?
             .get_multiplexed_async_connection_with_config(&self.config)
             .await?;

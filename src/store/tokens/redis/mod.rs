@@ -46,7 +46,8 @@ mod sentinel;
 
 pub use conn::{OpenError, RedisConn, RedisMode, RedisTarget};
 pub use ops::{slot_of, Replication};
-use redis::{AsyncCommands, RedisError};
+use redis::aio::ConnectionLike;
+use redis::{AsyncCommands, RedisError, Value};
 
 use super::super::{
     AccessRecord, FamilyId, Issue, IssuedPair, ParentPair, RefreshState, Revocation, StoreError,
@@ -100,26 +101,13 @@ impl RedisTokens {
         self
     }
 
-    /// Turns the near cache on (`near.rs`): standalone Redis only.
+    /// Turns the near cache on (`near.rs`), in any mode.
     pub fn enable_near_cache(
         &mut self,
         target: &RedisTarget,
         max_entries: usize,
     ) -> Result<(), OpenError> {
-        if target.mode != RedisMode::Standalone {
-            return Err(OpenError::Config(format!(
-                "--near-cache works with --redis-mode standalone only, not {} (its \
-                 invalidations would have to come from every master)",
-                target.mode.name()
-            )));
-        }
-        let near = near::start(&target.urls, &self.prefix, max_entries, target.timeout).map_err(
-            |source| OpenError::Redis {
-                what: "cannot start the near cache".into(),
-                source,
-            },
-        )?;
-        self.near = Some(near);
+        self.near = Some(near::start(target, &self.conn, &self.prefix, max_entries)?);
         Ok(())
     }
 
@@ -192,6 +180,18 @@ impl RedisTokens {
         let result = op.await.map_err(unavailable);
         timer.finish(result.is_ok());
         result
+    }
+}
+
+/// An access key's value read: the record of a live token, `None` for no key or a revoked
+/// one.
+fn access_record(raw: Option<Vec<u8>>) -> Result<Option<AccessRecord>, StoreError> {
+    match raw {
+        None => Ok(None),
+        Some(v) if value::is_revoked(&v) => Ok(None),
+        Some(v) => Ok(Some(
+            value::decode_access(&v).ok_or_else(|| corrupt("access token"))?,
+        )),
     }
 }
 
@@ -280,27 +280,40 @@ impl TokenStore for RedisTokens {
     }
 
     async fn access(&self, hash: &TokenHash) -> Result<Option<AccessRecord>, StoreError> {
-        let ticket = match &self.near {
-            Some(near) => {
-                if let Some(record) = near.get(hash) {
-                    return Ok(Some(record));
-                }
-                near.ticket(hash)
-            }
-            None => None,
-        };
         let key = self.key(kind::ACCESS, &hash.encode());
+        if let Some(near) = &self.near {
+            if let Some(record) = near.get(hash) {
+                return Ok(Some(record));
+            }
+            // A miss is read on its master's tracking connection, and kept only from there.
+            if let Some((ticket, mut tracked)) = near.reader(hash, &key) {
+                let get = redis::cmd("GET").arg(&key).to_owned();
+                let read = self
+                    .bounded("get_access", async {
+                        match tracked.req_packed_command(&get).await? {
+                            Value::Nil => Ok(Some(None)),
+                            Value::BulkString(v) => Ok(Some(Some(v))),
+                            // A refusal (`MOVED`, `ASK`: the slot is served elsewhere now)
+                            // or anything unexpected: read as if there were no cache.
+                            _ => Ok(None),
+                        }
+                    })
+                    .await;
+                match read {
+                    Ok(Some(raw)) => {
+                        let record = access_record(raw)?;
+                        if let Some(record) = &record {
+                            near.insert(ticket, *hash, record);
+                        }
+                        return Ok(record);
+                    }
+                    _ => near.misread(),
+                }
+            }
+        }
         let mut conn = self.conn.clone();
         let raw: Option<Vec<u8>> = self.bounded("get_access", conn.get(key)).await?;
-        let record = match raw {
-            None => None,
-            Some(v) if value::is_revoked(&v) => None,
-            Some(v) => Some(value::decode_access(&v).ok_or_else(|| corrupt("access token"))?),
-        };
-        if let (Some(near), Some(ticket), Some(record)) = (&self.near, ticket, &record) {
-            near.insert(ticket, *hash, record);
-        }
-        Ok(record)
+        access_record(raw)
     }
 
     async fn issue(

@@ -67,38 +67,7 @@ impl SentinelConn {
         master: String,
         timeout: Duration,
     ) -> Result<Self, OpenError> {
-        // The URLs' password and database are the master's (the same URL form as
-        // standalone, `redis://:password@sentinel:26379/0`); the sentinels are asked
-        // without credentials (a sentinel without a password refuses an AUTH).
-        let infos = urls
-            .iter()
-            .map(|u| redis::IntoConnectionInfo::into_connection_info(u.as_str()))
-            .collect::<RedisResult<Vec<redis::ConnectionInfo>>>()
-            .map_err(|source| OpenError::Redis {
-                what: "invalid --redis-url".into(),
-                source,
-            })?;
-        let first = infos[0].clone();
-        let sentinels: Vec<redis::ConnectionInfo> = infos
-            .into_iter()
-            .map(|i| i.set_redis_settings(redis::RedisConnectionInfo::default()))
-            .collect();
-        let node = redis::sentinel::SentinelNodeConnectionInfo::default()
-            .set_redis_connection_info(first.redis_settings().clone());
-        let node = match first.addr() {
-            redis::ConnectionAddr::TcpTls { insecure, .. } => node.set_tls_mode(if *insecure {
-                redis::TlsMode::Insecure
-            } else {
-                redis::TlsMode::Secure
-            }),
-            _ => node,
-        };
-        let client =
-            SentinelClient::build(sentinels, master, Some(node), SentinelServerType::Master)
-                .map_err(|source| OpenError::Redis {
-                    what: "invalid --redis-url for sentinels".into(),
-                    source,
-                })?;
+        let client = sentinel_client(&urls, master, false)?;
         Ok(Self {
             shared: Arc::new(SentinelShared {
                 client: tokio::sync::Mutex::new(Lookup {
@@ -114,6 +83,54 @@ impl SentinelConn {
             }),
         })
     }
+}
+
+/// A client of the sentinels that connects to the master they name (in RESP3 when asked:
+/// the near cache's tracking connection).
+pub(super) fn sentinel_client(
+    urls: &[String],
+    master: String,
+    resp3: bool,
+) -> Result<SentinelClient, OpenError> {
+    // The URLs' password and database are the master's (the same URL form as
+    // standalone, `redis://:password@sentinel:26379/0`); the sentinels are asked
+    // without credentials (a sentinel without a password refuses an AUTH).
+    let infos = urls
+        .iter()
+        .map(|u| redis::IntoConnectionInfo::into_connection_info(u.as_str()))
+        .collect::<RedisResult<Vec<redis::ConnectionInfo>>>()
+        .map_err(|source| OpenError::Redis {
+            what: "invalid --redis-url".into(),
+            source,
+        })?;
+    let first = infos[0].clone();
+    let sentinels: Vec<redis::ConnectionInfo> = infos
+        .into_iter()
+        .map(|i| i.set_redis_settings(redis::RedisConnectionInfo::default()))
+        .collect();
+    let node = redis::sentinel::SentinelNodeConnectionInfo::default().set_redis_connection_info(
+        match resp3 {
+            true => first
+                .redis_settings()
+                .clone()
+                .set_protocol(redis::ProtocolVersion::RESP3),
+            false => first.redis_settings().clone(),
+        },
+    );
+    let node = match first.addr() {
+        redis::ConnectionAddr::TcpTls { insecure, .. } => node.set_tls_mode(if *insecure {
+            redis::TlsMode::Insecure
+        } else {
+            redis::TlsMode::Secure
+        }),
+        _ => node,
+    };
+    SentinelClient::build(sentinels, master, Some(node), SentinelServerType::Master).map_err(
+        |source| OpenError::Redis {
+            what: "invalid --redis-url for sentinels".into(),
+            source,
+        },
+    )
 }
 
 /// A refusal that says the node is not (or not yet) a master that serves: the command did
