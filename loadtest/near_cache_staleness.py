@@ -2,9 +2,12 @@
 """How long a revoked token stays accepted by another instance's near cache.
 
     python3 loadtest/near_cache_staleness.py [--bin target/release/tokencache] [--trials 1000]
+        [--redis-url URLS --redis-mode cluster|sentinel [--sentinel-master NAME]]
 
 Starts two tokencache servers on one MariaDB database (127.0.0.1:3306, root) and the
-Redis on 127.0.0.1:6379 (a key prefix of their own): A without the near cache, B with
+Redis on 127.0.0.1:6379, or the Redis Cluster or Sentinel setup named (a key prefix of
+their own; `loadtest/ratio_topology.sh` runs it on a topology of its own with
+WITH_STALENESS=1): A without the near cache, B with
 it. Each trial logs in on A, checks the token on B until B answers it from its cache
 (two checks), logs the token out on A, and from the moment A answered the logout polls B
 (one keep-alive connection, back to back) until B refuses the token. The staleness of a
@@ -49,12 +52,17 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.path.join(ROOT, "target/release/tokencache"))
     ap.add_argument("--trials", type=int, default=1000)
+    ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    ap.add_argument("--redis-mode", default="standalone")
+    ap.add_argument("--sentinel-master", default="")
     a = ap.parse_args()
     db = f"tc_stale_{os.getpid()}"
     prefix = f"tcstale{os.getpid()}:"
     subprocess.run(["mysql", "-h", "127.0.0.1", "-uroot", "-e", f"CREATE DATABASE {db}"], check=True)
     env = {**os.environ, "DATABASE_URL": f"mysql://root@127.0.0.1:3306/{db}",
-           "REDIS_URL": "redis://127.0.0.1:6379/0", "TOKENCACHE_REDIS_PREFIX": prefix, "RUST_LOG": "warn",
+           "REDIS_URL": a.redis_url, "TOKENCACHE_REDIS_MODE": a.redis_mode,
+           "TOKENCACHE_REDIS_SENTINEL_MASTER": a.sentinel_master,
+           "TOKENCACHE_REDIS_PREFIX": prefix, "RUST_LOG": "warn",
            # Cheap hashes: the logins are set-up here, not what is measured.
            "TOKENCACHE_ARGON2_MEMORY_KIB": "256", "TOKENCACHE_ARGON2_ITERATIONS": "1",
            "TOKENCACHE_IP_LIMIT_AUTHORIZE": "0", "TOKENCACHE_MAX_SESSIONS_PER_USER": "0"}

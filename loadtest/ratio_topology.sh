@@ -168,3 +168,10 @@ print(f"k6 mixed with the near cache ({mix}): {g} GET ({g / checks:.3f} per chec
       f"{c} Redis commands in all ({c / checks:.3f} per check_token, the setup's logins and the mix's writes included)")
 PY
 fi
+
+# With WITH_STALENESS=1: loadtest/near_cache_staleness.py (TRIALS, default 1000) on this
+# topology: a logout on one instance, the other's near cache polled until it refuses.
+if [[ ${WITH_STALENESS:-0} == 1 ]]; then
+  python3 loadtest/near_cache_staleness.py --bin "$BIN" --trials "${TRIALS:-1000}" \
+    --redis-url "$REDIS_URL" --redis-mode "$MODE" --sentinel-master "${TOKENCACHE_REDIS_SENTINEL_MASTER:-}"
+fi

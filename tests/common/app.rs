@@ -158,6 +158,13 @@ impl TestApp {
         db_name: Option<String>,
         sqlite_path: Option<String>,
     ) -> TestApp {
+        // TEST_LOG=warn (a filter) prints the servers' logs, to see why a test failed.
+        if let Ok(filter) = std::env::var("TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
         let state = app::state(&settings).await.expect("server state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
