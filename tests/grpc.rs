@@ -170,6 +170,56 @@ on_both_stores! {
     }
 }
 
+// Envoy's raw header list (`header_map`, values as bytes) is read as the map is: the
+// token from it, and an identity header in it refused.
+on_both_stores! {
+    async fn the_raw_header_list_is_read_as_the_header_map_is(app) {
+        let (addr, _stop) = serve_grpc(app).await;
+        let (access, _) = app.login().await;
+        let answers = check(addr, json!([
+            {"@raw": {"Authorization": format!("Bearer {access}")}},
+            {"@raw": {"authorization": format!("Bearer {access}"), "X_Auth_Username": "mallory"}},
+            {"@raw": {"authorization": "Bearer 0123456789abcdefghijklmnopqrstuv"}},
+        ])).await;
+        assert_eq!(answers[0]["status"], "OK", "{}", answers[0]);
+        let user = header(&answers[0]["ok"]["headers"], "x-auth-username").unwrap();
+        assert_eq!(user["value"], "alice");
+        assert_eq!(answers[1]["status"], "PERMISSION_DENIED", "{}", answers[1]);
+        assert_denied(&answers[2]);
+    }
+}
+
+/// What the listener cannot read fails the call with the status a gRPC server gives, and
+/// the listener goes on answering: a compressed message (no encoding is accepted), another
+/// method, a message over 64 KiB, bytes that are no CheckRequest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs python3 (grpcio, xds-protos): cargo test -- --include-ignored"]
+async fn what_the_listener_cannot_read_fails_the_call_and_nothing_else() {
+    let app = TestApp::spawn(Backend::Embedded).await;
+    let (addr, _stop) = serve_grpc(&app).await;
+    let (access, _) = app.login().await;
+    let live = json!({"authorization": format!("Bearer {access}")});
+    let answers = check(
+        addr,
+        json!([
+            {"authorization": format!("Bearer {access}"), "@gzip": true, "@pad": 4000},
+            {"@method": "Nope", "@bytes": ""},
+            {"authorization": format!("Bearer {access}"), "@pad": 70_000},
+            {"@bytes": "ffffffff"},
+            live,
+        ]),
+    )
+    .await;
+    assert_eq!(answers[0]["rpc"], "UNIMPLEMENTED", "{}", answers[0]);
+    assert_eq!(answers[1]["rpc"], "UNIMPLEMENTED", "{}", answers[1]);
+    assert_eq!(answers[2]["rpc"], "RESOURCE_EXHAUSTED", "{}", answers[2]);
+    assert_eq!(answers[3]["rpc"], "INTERNAL", "{}", answers[3]);
+    assert_eq!(answers[4]["status"], "OK", "{}", answers[4]);
+    // An empty message is an empty CheckRequest: no token, denied.
+    let empty = check(addr, json!([{"@bytes": ""}])).await;
+    assert_eq!(empty[0]["rpc"], "OK", "{}", empty[0]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs MariaDB, redis-server and python3 (grpcio, xds-protos): cargo test -- --include-ignored"]
 async fn a_token_store_that_is_down_is_unavailable_not_a_denial() {

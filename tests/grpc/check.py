@@ -6,7 +6,11 @@ Envoy ext_authz filter calls it: envoy.service.auth.v3.Authorization/Check.
     python3 tests/grpc/check.py HOST:PORT < cases.json
 
 stdin: a JSON list of cases, each a map of the checked request's headers (lower-case
-names, as Envoy sends them). stdout: a JSON list of answers, one per case:
+names, as Envoy sends them). A case may instead say how to send it, with keys starting
+with "@": {"@raw": {headers}} sends them in the raw header list (`header_map`, values as
+`raw_value` bytes) rather than the map; "@gzip": true compresses the message;
+"@method": "Name" calls another method of the service; "@pad": N adds a header of N bytes;
+"@bytes": "hex" sends those bytes as the message instead of a CheckRequest. stdout: a JSON list of answers, one per case:
 {"rpc": "OK"} plus what the CheckResponse said (its status code, and the OK or denied
 HTTP response: status, headers), or {"rpc": "<gRPC error code>", "details": ...} when the
 call itself failed.
@@ -32,13 +36,31 @@ def main():
     with grpc.insecure_channel(sys.argv[1]) as channel:
         stub = external_auth_pb2_grpc.AuthorizationStub(channel)
         for case in cases:
+            if "@bytes" in case or "@method" in case:
+                method = "/envoy.service.auth.v3.Authorization/" + case.get("@method", "Check")
+                call = channel.unary_unary(method, request_serializer=lambda b: b,
+                                           response_deserializer=lambda b: b)
+                try:
+                    call(bytes.fromhex(case.get("@bytes", "")), timeout=10)
+                    answers.append({"rpc": "OK"})
+                except grpc.RpcError as e:
+                    answers.append({"rpc": e.code().name, "details": e.details()})
+                continue
+            raw = case.get("@raw")
+            plain = {k: v for k, v in case.items() if not k.startswith("@")}
+            if "@pad" in case:
+                plain["x-pad"] = "p" * case["@pad"]
             http = attribute_context_pb2.AttributeContext.HttpRequest(
-                method="GET", path="/orders/1", host="app.example.com", headers=case)
+                method="GET", path="/orders/1", host="app.example.com", headers=plain)
+            if raw is not None:
+                http.header_map.CopyFrom(base_pb2.HeaderMap(headers=[
+                    base_pb2.HeaderValue(key=k, raw_value=v.encode()) for k, v in raw.items()]))
             request = external_auth_pb2.CheckRequest(
                 attributes=attribute_context_pb2.AttributeContext(
                     request=attribute_context_pb2.AttributeContext.Request(http=http)))
+            compression = grpc.Compression.Gzip if case.get("@gzip") else None
             try:
-                r = stub.Check(request, timeout=10)
+                r = stub.Check(request, timeout=10, compression=compression)
             except grpc.RpcError as e:
                 answers.append({"rpc": e.code().name, "details": e.details()})
                 continue
