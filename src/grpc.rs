@@ -59,9 +59,11 @@ const MAX_MESSAGE: usize = 64 * 1024;
 
 /// The part of Envoy's `CheckRequest` read here, with Envoy's field numbers
 /// (`envoy/service/auth/v3/external_auth.proto`, `attribute_context.proto`,
-/// `envoy/config/core/v3/base.proto`); every other field is skipped unread.
+/// `envoy/config/core/v3/base.proto`); every other field is skipped unread. Strings are
+/// read as bytes, slices of the message (no copy, no UTF-8 check but where read), and the
+/// header map as what it is on the wire, a list of key-value entries (no hashing).
 mod slim {
-    use std::collections::HashMap;
+    use bytes::Bytes;
 
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct CheckRequest {
@@ -83,12 +85,21 @@ mod slim {
 
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct HttpRequest {
-        /// Lower-case names, as Envoy sends them.
-        #[prost(map = "string, string", tag = "3")]
-        pub headers: HashMap<String, String>,
+        /// `map<string, string> headers`: lower-case names, as Envoy sends them.
+        #[prost(message, repeated, tag = "3")]
+        pub headers: Vec<Entry>,
         /// The raw header list Envoy sends instead when so configured.
         #[prost(message, optional, tag = "13")]
         pub header_map: Option<HeaderMap>,
+    }
+
+    /// One entry of a protobuf map.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Entry {
+        #[prost(bytes = "bytes", tag = "1")]
+        pub key: Bytes,
+        #[prost(bytes = "bytes", tag = "2")]
+        pub value: Bytes,
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
@@ -99,12 +110,12 @@ mod slim {
 
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct HeaderValue {
-        #[prost(string, tag = "1")]
-        pub key: String,
-        #[prost(string, tag = "2")]
-        pub value: String,
-        #[prost(bytes = "vec", tag = "3")]
-        pub raw_value: Vec<u8>,
+        #[prost(bytes = "bytes", tag = "1")]
+        pub key: Bytes,
+        #[prost(bytes = "bytes", tag = "2")]
+        pub value: Bytes,
+        #[prost(bytes = "bytes", tag = "3")]
+        pub raw_value: Bytes,
     }
 }
 
@@ -113,37 +124,45 @@ fn http_of(request: &slim::CheckRequest) -> Option<&slim::HttpRequest> {
 }
 
 /// The `authorization` header of the checked request: from the header map Envoy sends
-/// (lower-case names), or from its raw header list when it sends that instead.
-fn authorization(request: &slim::CheckRequest) -> Option<String> {
+/// (lower-case names; of a repeated key, the last, as a map keeps it), or from its raw
+/// header list when it sends that instead. Not UTF-8: no token.
+fn authorization(request: &slim::CheckRequest) -> Option<&str> {
     let http = http_of(request)?;
-    if let Some(value) = http.headers.get("authorization") {
-        return Some(value.clone());
-    }
-    http.header_map
-        .as_ref()?
+    let value = match http
         .headers
         .iter()
-        .find(|h| h.key.eq_ignore_ascii_case("authorization"))
-        .map(|h| {
-            if h.value.is_empty() {
-                String::from_utf8_lossy(&h.raw_value).into_owned()
-            } else {
-                h.value.clone()
-            }
-        })
+        .rev()
+        .find(|e| &e.key[..] == b"authorization")
+    {
+        Some(entry) => &entry.value,
+        None => http
+            .header_map
+            .as_ref()?
+            .headers
+            .iter()
+            .find(|h| h.key.eq_ignore_ascii_case(b"authorization"))
+            .map(|h| {
+                if h.value.is_empty() {
+                    &h.raw_value
+                } else {
+                    &h.value
+                }
+            })?,
+    };
+    std::str::from_utf8(value).ok()
 }
 
-/// Every header name of the checked request (the map, and the raw list).
+/// Every header name of the checked request (the map, and the raw list) that is UTF-8.
 fn header_names(request: &slim::CheckRequest) -> impl Iterator<Item = &str> {
     let http = http_of(request);
     let map = http
         .into_iter()
-        .flat_map(|h| h.headers.keys().map(String::as_str));
+        .flat_map(|h| h.headers.iter().map(|e| &e.key));
     let raw = http
         .and_then(|h| h.header_map.as_ref())
         .into_iter()
-        .flat_map(|m| m.headers.iter().map(|h| h.key.as_str()));
-    map.chain(raw)
+        .flat_map(|m| m.headers.iter().map(|h| &h.key));
+    map.chain(raw).filter_map(|k| std::str::from_utf8(k).ok())
 }
 
 /// The answer to one `Check`: the `CheckResponse`, or the status the call fails with.
@@ -175,9 +194,9 @@ where
             return Ok(response);
         }
     }
-    let header = authorization(request);
-    let token = header.as_deref().and_then(bearer_value);
-    match state.engine.check_token(token).await {
+    let token = authorization(request).and_then(bearer_value);
+    // Boxed: the check's future is large, and moved with every call's otherwise.
+    match Box::pin(state.engine.check_token(token)).await {
         Ok(info) => {
             telemetry::grpc_check("ok");
             let mut ok = OkHttpResponseBuilder::new();

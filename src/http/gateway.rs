@@ -28,19 +28,16 @@ pub const IDENTITY_HEADERS: [&str; 4] = [
 /// turns this off).
 pub fn spoofed<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     names.into_iter().find(|name| {
-        name.len() <= 20 && {
-            let normal: String = name
-                .chars()
-                .map(|c| {
-                    if c == '_' {
-                        '-'
+        IDENTITY_HEADERS.iter().any(|id| {
+            id.len() == name.len()
+                && id.bytes().zip(name.bytes()).all(|(i, n)| {
+                    i == if n == b'_' {
+                        b'-'
                     } else {
-                        c.to_ascii_lowercase()
+                        n.to_ascii_lowercase()
                     }
                 })
-                .collect();
-            IDENTITY_HEADERS.contains(&normal.as_str())
-        }
+        })
     })
 }
 
