@@ -22,11 +22,11 @@
 //! map and raw header list; protobuf skips the rest of Envoy's attribute context unread),
 //! and answered with one message and `grpc-status` in the trailers; a call that fails is
 //! answered trailers-only. The answer is encoded from envoy-types' own `CheckResponse`
-//! (generated from Envoy's protos). Why: profiled under `examples/grpc_bench`, tonic's
-//! generated server (its layers, the whole `CheckRequest` decoded into owned strings and
-//! maps, its large futures moved in memory) cost Check 10–20 % of its throughput against
-//! a bare hyper HTTP/2 server doing the same GET (`loadtest/ceiling_grpc`); no crate
-//! serves one unary method with less. Tested against Python's grpcio client built from
+//! (generated from Envoy's protos). Why: under h2load, tonic's generated server (its
+//! layers, the whole `CheckRequest` decoded into owned strings and a hashed map, large
+//! futures moved in memory) cost each Check 10.0–10.2 µs of server CPU, this 8.2–8.5 µs,
+//! against 6.1–7.0 µs for a bare hyper HTTP/2 server doing the same GET
+//! (`loadtest/ceiling_grpc`; docs/loadtest.md). Tested against Python's grpcio client built from
 //! Envoy's published protos (`tests/grpc.rs`), including a compressed message, an unknown
 //! method, an oversized and an undecodable one.
 use std::convert::Infallible;
@@ -395,8 +395,8 @@ where
 }
 
 /// Serves the service on an already-bound listener until `shutdown` resolves: HTTP/2
-/// connections served by hyper, each request handed to tonic's generated service (no
-/// router: this listener serves one service). Connections still open at `shutdown` get
+/// connections served by hyper, each call answered by `call` (this listener serves one
+/// method). Connections still open at `shutdown` get
 /// the shutdown grace to finish. As on the HTTP listener: at most `--max-connections` at once, a
 /// share of them per client network, and a connection with no request in flight is
 /// closed after the header timeout (never used) or the idle timeout.
