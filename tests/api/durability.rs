@@ -183,8 +183,14 @@ async fn cluster_story(wait: Option<u32>) -> (StatusCode, StatusCode) {
         || cluster.cli(master, &["role"]).contains("connected"),
     )
     .await;
+    // A retry that answered 503 may have run (its revoked value written, not confirmed in
+    // time by a replica that has just rejoined): the next one then finds the token
+    // revoked (401, 102), which is the retry's purpose too.
     let (status, v) = past_503(|| logout(&app, &access)).await;
-    assert_eq!(status, StatusCode::OK, "the retry: {v}");
+    assert!(
+        status == StatusCode::OK || (status == StatusCode::UNAUTHORIZED && v["code"] == json!(102)),
+        "the retry: {status} {v}"
+    );
     assert_fails(&app.check_token(&access).await, 401, 102);
     cluster.nodes[r].kill();
     until(

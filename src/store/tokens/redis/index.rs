@@ -8,10 +8,13 @@
 //! - **issue**: the pair's two keys are written (`SET … EX`), then the `ISSUE` script
 //!   files its member, unless it is refreshed from a parent that is no longer live; past
 //!   the cap it marks the oldest members as being revoked in the same step. On one node
-//!   the keys and the filing are one `MULTI`/`EXEC` transaction; on a cluster the filing
-//!   waits for replicas as revocations do (`WAIT`, 503 when too few confirm). A refused
-//!   pair's keys are deleted (nobody ever saw them); the trimmed pairs' tokens are
-//!   revoked (waiting likewise), and only then does `issue` answer.
+//!   the keys and the filing are one `MULTI`/`EXEC` transaction, and the script revokes
+//!   the trimmed pairs' tokens itself (a failover keeps the new pair and the trim
+//!   together or neither: with the trim a separate step, a replica cut then a master
+//!   kill once left a user over the cap, the history checker's rule 4); on a cluster
+//!   the filing waits for replicas as revocations do (`WAIT`, 503 when too few confirm)
+//!   and the trimmed pairs' tokens are revoked after it (waiting likewise). A refused
+//!   pair's keys are deleted (nobody ever saw them); only then does `issue` answer.
 //! - **revoke**: the `TAKE` script marks the chosen members (every one, for a user) as
 //!   being revoked (score -1, out of the live scores, which are the pairs' ends) and
 //!   answers every member so marked; each of their tokens is overwritten with the revoked
@@ -55,11 +58,30 @@ use crate::store::tokens::value;
 use crate::store::{FamilyId, Issue, IssuedPair, ParentPair, StoreError, TokenHash};
 
 /// Files a member (KEYS[1] the index; ARGV: the member, the seconds the pair lives, the
-/// parent's member or '', the cap or 0). Live members are scored with the pair's end by
-/// Redis's own clock, so the lowest score is the oldest pair (of one lifetime) whichever
-/// instance filed it; members being revoked are scored -1. Answers {'ok', trimmed
-/// members…} or {'parent-revoked'}.
+/// parent's member or '', the cap or 0, and on one node the access and refresh keys'
+/// prefixes and the revoked value, else ''). Live members are scored with the pair's end
+/// by Redis's own clock, so the lowest score is the oldest pair (of one lifetime)
+/// whichever instance filed it; members being revoked are scored -1. Answers {'ok',
+/// trimmed members…} (the caller revokes them), {'trimmed', members…} (revoked here, on
+/// one node: their tokens overwritten with the revoked value and their members removed
+/// in the same step as the filing, so no failover can keep the new pair without the
+/// trim) or {'parent-revoked'}.
 const ISSUE: &str = r"
+local function b64(s)
+  local abc = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+  local out = {}
+  for i = 1, #s, 3 do
+    local a, b, c = string.byte(s, i, i + 2)
+    local n = a * 65536 + (b or 0) * 256 + (c or 0)
+    local chars = 4
+    if not b then chars = 2 elseif not c then chars = 3 end
+    for j = 1, chars do
+      local k = math.floor(n / 2 ^ (18 - 6 * (j - 1))) % 64
+      out[#out + 1] = string.sub(abc, k + 1, k + 1)
+    end
+  end
+  return table.concat(out)
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, now)
@@ -81,7 +103,18 @@ if cap > 0 then
   if n > cap then
     for _, m in ipairs(redis.call('ZRANGE', KEYS[1], '(0', '+inf', 'BYSCORE', 'LIMIT', 0, n - cap)) do
       out[#out + 1] = m
-      redis.call('ZADD', KEYS[1], -1, m)
+      if ARGV[5] ~= '' then
+        redis.call('SET', ARGV[5] .. b64(string.sub(m, 2, 17)), ARGV[7], 'XX', 'KEEPTTL')
+        if string.sub(m, 1, 1) == 'p' then
+          redis.call('SET', ARGV[6] .. b64(string.sub(m, 18, 33)), ARGV[7], 'XX', 'KEEPTTL')
+        end
+        redis.call('ZREM', KEYS[1], m)
+      else
+        redis.call('ZADD', KEYS[1], -1, m)
+      end
+    end
+    if ARGV[5] ~= '' then
+      out[1] = 'trimmed'
     end
   end
 end
@@ -200,9 +233,15 @@ impl RedisTokens {
         // keys and the member are one transaction, replicated together; on a cluster
         // they sit on different masters, and the member waits for replicas as a
         // revocation does.
-        let file_replicated = match self.conn {
-            RedisConn::Cluster(..) => self.durability.revocations,
-            _ => None,
+        let (file_replicated, one_node) = match self.conn {
+            RedisConn::Cluster(..) => (self.durability.revocations, false),
+            _ => (None, true),
+        };
+        // On one node the trim is in the filing's step (see `ISSUE`); on a cluster the
+        // trimmed pairs' keys sit on other masters, and are revoked after it.
+        let (access_prefix, refresh_prefix) = match one_node {
+            true => (self.key(kind::ACCESS, ""), self.key(kind::REFRESH, "")),
+            false => (String::new(), String::new()),
         };
         let mut ops = Ops::new();
         ops.atomic()
@@ -224,12 +263,25 @@ impl RedisTokens {
                     .arg(refresh_ttl)
                     .arg(parent.map(|p| Member::from(p).bytes()).unwrap_or_default())
                     .arg(cap)
+                    .arg(&access_prefix)
+                    .arg(&refresh_prefix)
+                    .arg(value::REVOKED)
                     .clone(),
             );
         let (answer,): (Vec<Vec<u8>>,) = self.bounded("issue", ops.run(&self.conn)).await?;
         let (status, trimmed) = answer
             .split_first()
             .ok_or_else(|| corrupt_answer("issue"))?;
+        if status.as_slice() == b"trimmed" {
+            // Revoked in the same step: only this instance's near cache is left.
+            if let Some(near) = &self.near {
+                trimmed
+                    .iter()
+                    .filter_map(|m| Member::parse(m))
+                    .for_each(|m| near.forget(&m.access));
+            }
+            return Ok(Issue::Issued);
+        }
         if status.as_slice() != b"ok" {
             // Its parent was revoked first: nobody ever saw these keys.
             let mut ops = Ops::new();
