@@ -35,7 +35,7 @@ async fn logout(app: &TestApp, token: &str) -> (StatusCode, serde_json::Value) {
 /// a failover not yet seen through, or a replica that has just rejoined and does not yet
 /// confirm within `--redis-wait-timeout-ms` on a loaded machine (seen once in a full
 /// parallel run). Its last answer.
-async fn past_503<F>(mut call: impl FnMut() -> F) -> (StatusCode, serde_json::Value)
+pub(crate) async fn past_503<F>(mut call: impl FnMut() -> F) -> (StatusCode, serde_json::Value)
 where
     F: std::future::Future<Output = (StatusCode, serde_json::Value)>,
 {
@@ -47,6 +47,18 @@ where
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Logs `token` out, again while it answers 503 (`past_503`). A retry that answered 503
+/// may have run (its revoked value written, not confirmed in time by a replica that has
+/// just rejoined): the next one then finds the token revoked (401, 102), which is the
+/// retry's purpose too.
+pub(crate) async fn logout_past_503(app: &TestApp, token: &str) {
+    let (status, v) = past_503(|| logout(app, token)).await;
+    assert!(
+        status == StatusCode::OK || (status == StatusCode::UNAUTHORIZED && v["code"] == json!(102)),
+        "the logout answered {status} {v}"
+    );
 }
 
 /// Until `ok` holds (polled every 100 ms), at most `timeout`.
@@ -183,14 +195,7 @@ async fn cluster_story(wait: Option<u32>) -> (StatusCode, StatusCode) {
         || cluster.cli(master, &["role"]).contains("connected"),
     )
     .await;
-    // A retry that answered 503 may have run (its revoked value written, not confirmed in
-    // time by a replica that has just rejoined): the next one then finds the token
-    // revoked (401, 102), which is the retry's purpose too.
-    let (status, v) = past_503(|| logout(&app, &access)).await;
-    assert!(
-        status == StatusCode::OK || (status == StatusCode::UNAUTHORIZED && v["code"] == json!(102)),
-        "the retry: {status} {v}"
-    );
+    logout_past_503(&app, &access).await;
     assert_fails(&app.check_token(&access).await, 401, 102);
     cluster.nodes[r].kill();
     until(
@@ -221,16 +226,7 @@ async fn on_a_cluster_and_no_wait_a_failover_undoes_an_answered_logout() {
 
 /// The port of `master`'s first replica, and that replica's place in `cluster.nodes`.
 fn replica_of(cluster: &LocalCluster, master: u16) -> (u16, usize) {
-    let replica = cluster
-        .cli(master, &["info", "replication"])
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("slave0:")?
-                .split(',')
-                .find_map(|f| f.strip_prefix("port=")?.parse::<u16>().ok())
-        })
-        .expect("the master has a replica");
+    let replica = cluster.replica_of(master);
     let r = cluster
         .nodes
         .iter()

@@ -12,6 +12,7 @@ use serde_json::json;
 use tokencache::store::tokens::redis::RedisMode;
 use tokencache::store::TokenHash;
 
+use super::durability::{logout_past_503, past_503};
 use super::resharding::{begin_move, end_move, slot};
 use super::scale::serve_on_with;
 use crate::common::topology::{cli, wait_replicated, LocalCluster, LocalSentinels};
@@ -225,32 +226,6 @@ async fn refused_past_503(b: &TestApp, token: &str) {
     }
 }
 
-/// An answer of A's, past the 503s of a failover (within 10 s).
-async fn past_503<F>(mut call: impl FnMut() -> F) -> (StatusCode, serde_json::Value)
-where
-    F: std::future::Future<Output = (StatusCode, serde_json::Value)>,
-{
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let answer = call().await;
-        if answer.0 != StatusCode::SERVICE_UNAVAILABLE || Instant::now() >= deadline {
-            return answer;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// A logs `token` out while Redis fails over: a 503 is tried again, and a 401 after it
-/// says the logout that answered 503 had run.
-async fn logout_past_503(a: &TestApp, token: &str) {
-    let body = json!({ "token": token });
-    let (status, v) = past_503(|| a.post("/api/v1/logout", &body)).await;
-    assert!(
-        status == StatusCode::OK || (status == StatusCode::UNAUTHORIZED && v["code"] == json!(102)),
-        "the logout answered {status} {v}"
-    );
-}
-
 /// Every change on A stops B at once: a logout, a logout-all, a new password, a replayed
 /// refresh token.
 async fn every_change(pair: &Pair) {
@@ -368,7 +343,7 @@ async fn on_a_cluster_a_killed_master_s_tokens_leave_the_near_cache_and_its_succ
     let key = pair.access_key(&t1);
     let m = pair.redis_cluster().master_of(&key);
     let master = pair.redis_cluster().nodes[m].port;
-    let replica = replica_of(pair.redis_cluster(), master);
+    let replica = pair.redis_cluster().replica_of(master);
     wait_replicated(master, replica);
     match &mut pair.setup {
         Setup::Cluster(c) => c.nodes[m].kill(),
@@ -403,20 +378,6 @@ async fn on_a_cluster_a_killed_master_s_tokens_leave_the_near_cache_and_its_succ
     // does not yet confirm in time; B must refuse the token once A's answer is in.
     logout_past_503(&pair.a, &t2).await;
     refused_within(&pair.b, &t2, Duration::from_millis(100)).await;
-}
-
-/// The port of the replica of the cluster master at `master`.
-fn replica_of(cluster: &LocalCluster, master: u16) -> u16 {
-    cluster
-        .cli(master, &["info", "replication"])
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("slave0:")?
-                .split(',')
-                .find_map(|f| f.strip_prefix("port=")?.parse::<u16>().ok())
-        })
-        .expect("the master has a replica")
 }
 
 /// Moves the slot of `key` from its master to the master at `to`.

@@ -353,16 +353,7 @@ async fn a_planned_cluster_failover_answers_every_request() {
     // The master of alice's index (every login and logout goes through it).
     let index = format!("{}u:alice", app.settings.redis_prefix);
     let master = cluster.nodes[cluster.master_of(&index)].port;
-    let replica: u16 = cluster
-        .cli(master, &["info", "replication"])
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("slave0:")?
-                .split(',')
-                .find_map(|f| f.strip_prefix("port=")?.parse().ok())
-        })
-        .expect("a replica");
+    let replica = cluster.replica_of(master);
     let (total, wrong, (cluster, took)) = traffic_through(&app, &live, move || {
         let started = Instant::now();
         assert!(cluster
@@ -418,16 +409,7 @@ async fn a_logout_right_after_a_planned_failover_of_its_tokens_master_answers_an
         }
     };
     let moved = key("r", &refresh);
-    let replica: u16 = cluster
-        .cli(master, &["info", "replication"])
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("slave0:")?
-                .split(',')
-                .find_map(|f| f.strip_prefix("port=")?.parse().ok())
-        })
-        .expect("a replica");
+    let replica = cluster.replica_of(master);
     assert!(cluster
         .cli(replica, &["cluster", "failover"])
         .contains("OK"));

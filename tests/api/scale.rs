@@ -207,16 +207,7 @@ async fn a_cluster_failover_gives_only_503_then_200_and_keeps_replicated_tokens(
     );
     let master = cluster.master_of(&key);
     let master_port = cluster.nodes[master].port;
-    let replica_port = cluster
-        .cli(master_port, &["info", "replication"])
-        .lines()
-        .find_map(|l| {
-            let l = l.trim();
-            l.strip_prefix("slave0:")?
-                .split(',')
-                .find_map(|f| f.strip_prefix("port=")?.parse().ok())
-        })
-        .expect("the master has a replica");
+    let replica_port = cluster.replica_of(master_port);
     wait_replicated(master_port, replica_port);
 
     let stop = Arc::new(AtomicBool::new(false));

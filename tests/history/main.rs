@@ -666,18 +666,6 @@ mod faults {
         Planned,
     }
 
-    fn replica_of(master: u16) -> u16 {
-        cli(master, &["info", "replication"])
-            .lines()
-            .find_map(|l| {
-                l.trim()
-                    .strip_prefix("slave0:")?
-                    .split(',')
-                    .find_map(|f| f.strip_prefix("port=")?.parse().ok())
-            })
-            .expect("the master has a replica")
-    }
-
     fn until(what: &str, mut ok: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !ok() {
@@ -737,7 +725,7 @@ mod faults {
                 (Some(c), _, Fault::Kill | Fault::CutThenKill) => {
                     let m = c.master_of(&index);
                     let master = c.nodes[m].port;
-                    let replica = replica_of(master);
+                    let replica = c.replica_of(master);
                     wait_replicated(master, replica);
                     let sleeper = matches!(fault, Fault::CutThenKill).then(|| cut(master, replica));
                     c.nodes[m].kill();
@@ -766,7 +754,7 @@ mod faults {
                 }
                 (Some(c), _, Fault::Planned) => {
                     let master = c.nodes[c.master_of(&index)].port;
-                    let replica = replica_of(master);
+                    let replica = c.replica_of(master);
                     assert!(cli(replica, &["cluster", "failover"]).contains("OK"));
                     until("the replica promoted", || c.promoted(&index, master));
                 }

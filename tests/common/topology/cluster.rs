@@ -121,6 +121,19 @@ impl LocalCluster {
         None
     }
 
+    /// The port of the first replica of the master at `master`.
+    pub fn replica_of(&self, master: u16) -> u16 {
+        self.cli(master, &["info", "replication"])
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("slave0:")?
+                    .split(',')
+                    .find_map(|f| f.strip_prefix("port=")?.parse().ok())
+            })
+            .expect("the master has a replica")
+    }
+
     /// Whether a node other than `old_port` is now the master serving `key`'s slot.
     pub fn promoted(&self, key: &str, old_port: u16) -> bool {
         self.serving(key).is_some_and(|i| {

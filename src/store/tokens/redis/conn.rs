@@ -84,7 +84,7 @@ pub struct RedisTarget {
 }
 
 impl RedisTarget {
-    fn url_list(&self) -> Vec<String> {
+    pub(super) fn url_list(&self) -> Vec<String> {
         self.urls
             .split(',')
             .map(str::trim)

@@ -233,15 +233,14 @@ impl RedisTokens {
         // keys and the member are one transaction, replicated together; on a cluster
         // they sit on different masters, and the member waits for replicas as a
         // revocation does.
-        let (file_replicated, one_node) = match self.conn {
-            RedisConn::Cluster(..) => (self.durability.revocations, false),
-            _ => (None, true),
-        };
+        let cluster = matches!(self.conn, RedisConn::Cluster(..));
+        let file_replicated = self.durability.revocations.filter(|_| cluster);
         // On one node the trim is in the filing's step (see `ISSUE`); on a cluster the
         // trimmed pairs' keys sit on other masters, and are revoked after it.
-        let (access_prefix, refresh_prefix) = match one_node {
-            true => (self.key(kind::ACCESS, ""), self.key(kind::REFRESH, "")),
-            false => (String::new(), String::new()),
+        let (access_prefix, refresh_prefix) = if cluster {
+            (String::new(), String::new())
+        } else {
+            (self.key(kind::ACCESS, ""), self.key(kind::REFRESH, ""))
         };
         let mut ops = Ops::new();
         ops.atomic()

@@ -306,15 +306,9 @@ pub fn start(
         what: "cannot start the near cache".into(),
         source,
     };
-    let tracked = format!("{prefix}a:");
+    let key_prefix = format!("{prefix}a:");
     let timeout = target.timeout;
-    let urls: Vec<String> = target
-        .urls
-        .split(',')
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .map(str::to_owned)
-        .collect();
+    let urls = target.url_list();
     let first = urls.first().cloned().unwrap_or_default();
     match target.mode {
         RedisMode::Standalone | RedisMode::Sentinel => {
@@ -337,10 +331,10 @@ pub fn start(
             let source = Arc::new(Source::default());
             let cache = Arc::new(NearCache::new(
                 max_entries,
-                tracked.clone(),
+                key_prefix,
                 Routes::One(source.clone()),
             ));
-            tokio::spawn(keep_tracking(cache.clone(), source, dial, tracked, timeout));
+            tokio::spawn(keep_tracking(cache.clone(), source, dial, timeout));
             Ok(cache)
         }
         RedisMode::Cluster => {
@@ -348,14 +342,13 @@ pub fn start(
                 redis::IntoConnectionInfo::into_connection_info(first.as_str()).map_err(invalid)?;
             let cache = Arc::new(NearCache::new(
                 max_entries,
-                tracked.clone(),
+                key_prefix,
                 Routes::Slots(vec![None; SLOTS]),
             ));
             tokio::spawn(follow_cluster(
                 cache.clone(),
                 conn.clone(),
                 resp3(template),
-                tracked,
                 timeout,
             ));
             Ok(cache)
@@ -372,7 +365,6 @@ async fn follow_cluster(
     cache: Arc<NearCache>,
     mut conn: RedisConn,
     template: redis::ConnectionInfo,
-    tracked: String,
     timeout: Duration,
 ) {
     let mut tracking: HashMap<(String, u16), (Arc<Source>, tokio::task::JoinHandle<()>)> =
@@ -416,7 +408,6 @@ async fn follow_cluster(
                             client,
                             cluster: true,
                         },
-                        tracked.clone(),
                         timeout,
                     ));
                     tracking.insert(addr, (source, task));
@@ -445,18 +436,12 @@ async fn follow_cluster(
 }
 
 /// Keeps one master's tracking connection on, reconnecting as needed.
-async fn keep_tracking(
-    cache: Arc<NearCache>,
-    source: Arc<Source>,
-    dial: Dial,
-    tracked: String,
-    timeout: Duration,
-) {
+async fn keep_tracking(cache: Arc<NearCache>, source: Arc<Source>, dial: Dial, timeout: Duration) {
     // After a tracking connection that never got going, wait longer each time (up to
     // 1 s); after one that worked, try again at once.
     let mut pause = Duration::from_millis(100);
     loop {
-        let worked = track(&dial, &tracked, &cache, &source, timeout).await;
+        let worked = track(&dial, &cache, &source, timeout).await;
         source.set(None);
         if worked {
             // What was read on it may have changed unseen since it was lost.
@@ -500,13 +485,7 @@ async fn serving(conn: &mut MultiplexedConnection, cluster: bool) -> bool {
 }
 
 /// One tracking connection, until it is lost or in doubt; whether tracking was on.
-async fn track(
-    dial: &Dial,
-    tracked: &str,
-    cache: &NearCache,
-    source: &Source,
-    timeout: Duration,
-) -> bool {
+async fn track(dial: &Dial, cache: &NearCache, source: &Source, timeout: Duration) -> bool {
     let (tx, mut rx) = mpsc::unbounded_channel::<PushInfo>();
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout))
@@ -520,7 +499,7 @@ async fn track(
         .arg("ON")
         .arg("BCAST")
         .arg("PREFIX")
-        .arg(tracked)
+        .arg(&cache.key_prefix)
         .query_async(&mut conn)
         .await;
     if let Err(e) = on {
