@@ -81,9 +81,13 @@ pub(crate) fn end_move(cluster: &LocalCluster, slot: &str, from: u16, to: u16) {
 #[ignore = "needs MariaDB and redis-server: cargo test -- --include-ignored"]
 async fn a_slot_half_moved_to_a_new_master_serves_every_token_in_it() {
     let mut cluster = LocalCluster::start();
-    // A cap above the pairs the loop makes: its trims are not under test here.
+    // A cap above the pairs the loop makes: its trims are not under test here. Nor is
+    // how fast a replica confirms: a refresh answered 503 in 2 of about 8 loaded full
+    // runs with the default 500 ms wait (no cause in the answer; not reproduced alone),
+    // so replicas get 2 s here and a 503 left is the half-moved slot's.
     let app = serve_on_with(RedisMode::Cluster, cluster.urls(), None, |s| {
         s.rules.max_sessions_per_user = 10_000;
+        s.redis_wait_timeout = Duration::from_secs(2);
     })
     .await;
     let (new_master, _) = cluster.add_master_with_replica();
