@@ -98,6 +98,8 @@ impl<T: TokenStore + Revocation, R> Engine<T, R> {
         hint: Option<&str>,
     ) -> Result<u64, DomainError> {
         let Some(found) = self.find(token, hint).await? else {
+            // A retry after a 503 answers 200 only once the earlier revocation holds.
+            self.tokens.confirm_revoked(&TokenHash::of(token)).await?;
             return Ok(0);
         };
         if found.record.app_key != client {
@@ -116,11 +118,12 @@ impl<T: TokenStore + Revocation, R> Engine<T, R> {
     /// live token of its user. 102 when the token is not live.
     pub async fn logout(&self, token: Option<&str>, all: bool) -> Result<u64, DomainError> {
         let token = required(token, "token")?;
-        let found = self
-            .find(token, None)
-            .await?
-            .filter(|f| f.live)
-            .ok_or(DomainError::InvalidToken)?;
+        let Some(found) = self.find(token, None).await?.filter(|f| f.live) else {
+            // Not live, perhaps revoked by an earlier try of this logout that answered
+            // 503: answered "invalid" only once that revocation holds.
+            self.tokens.confirm_revoked(&TokenHash::of(token)).await?;
+            return Err(DomainError::InvalidToken);
+        };
         let username = &found.record.username;
         let revoked = if all {
             self.tokens.revoke_user(username).await?

@@ -68,6 +68,9 @@ impl Revocation for Tokens {
     async fn revoke_family(&self, username: &str, family: &FamilyId) -> Result<u64, StoreError> {
         dispatch!(self, s => s.revoke_family(username, family))
     }
+    async fn confirm_revoked(&self, hash: &TokenHash) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.confirm_revoked(hash))
+    }
 }
 
 impl Counters for Tokens {

@@ -226,6 +226,15 @@ pub trait Revocation: Send + Sync + 'static {
         username: &str,
         family: &FamilyId,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// For a token found not live: when the store holds it as revoked, makes sure the
+    /// revocation is on as many replicas as any revocation's before the caller answers
+    /// (an earlier try that wrote it may have answered 503, not confirmed); `true` when
+    /// it was held revoked. Nothing is written for a token the store does not hold.
+    fn confirm_revoked(
+        &self,
+        hash: &TokenHash,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// Short-lived counters, locks and one-time values: login lockouts, per-IP limits, the

@@ -332,6 +332,56 @@ impl RedisTokens {
             .await
     }
 
+    /// A retry of a revocation whose first try answered 503 finds its token revoked on
+    /// the master, perhaps on no replica yet: the revoked value is written again where
+    /// it is found (the same value, `XX KEEPTTL`) and waited for like any revocation's,
+    /// so that a failover after the answer cannot bring the token back. On one master,
+    /// that `WAIT` also confirms every write the first try made before it (a master's
+    /// replication stream is in order); on a cluster only those on this key's master.
+    /// Unknown tokens cost one read (both keys at once) and no wait.
+    pub(super) async fn confirm_revoked(&self, hash: &TokenHash) -> Result<bool, StoreError> {
+        let encoded = hash.encode();
+        let keys = [
+            self.key(kind::ACCESS, &encoded),
+            self.key(kind::REFRESH, &encoded),
+        ];
+        let mut ops = Ops::new();
+        for key in &keys {
+            ops.keep(key.as_bytes(), Cmd::get(key));
+        }
+        let values: Vec<Option<Vec<u8>>> =
+            self.bounded("confirm_revoked", ops.run(&self.conn)).await?;
+        let revoked: Vec<&String> = keys
+            .iter()
+            .zip(&values)
+            .filter(|(_, v)| v.as_deref().is_some_and(value::is_revoked))
+            .map(|(k, _)| k)
+            .collect();
+        if revoked.is_empty() {
+            return Ok(false);
+        }
+        let Some(replication) = self.durability.revocations else {
+            return Ok(true);
+        };
+        // Written again even if it changed meanwhile: a value a failover brought back
+        // is the token this request asks to end.
+        let mut ops = Ops::new();
+        ops.replicated(Some(replication));
+        for key in revoked {
+            ops.ignore(
+                key.as_bytes(),
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(value::REVOKED)
+                    .arg("XX")
+                    .arg("KEEPTTL")
+                    .clone(),
+            );
+        }
+        let () = self.bounded("confirm_revoked", ops.run(&self.conn)).await?;
+        Ok(true)
+    }
+
     /// Overwrites the tokens of `members` (and `also`) with the revoked value, keeping
     /// their TTLs (and waits until `replication`'s replicas have it), then removes the
     /// members from the index; returns how many tokens were live.

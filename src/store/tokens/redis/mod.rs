@@ -374,4 +374,8 @@ impl Revocation for RedisTokens {
         self.revoke("revoke_family", username, "family", &family.0, None)
             .await
     }
+
+    async fn confirm_revoked(&self, hash: &TokenHash) -> Result<bool, StoreError> {
+        self.confirm_revoked(hash).await
+    }
 }
