@@ -17,7 +17,8 @@ use crate::store::tokens::memory::MemoryTokens;
 use crate::store::tokens::redis::{
     Durability, OpenError, RedisMode, RedisTarget, RedisTokens, Replication,
 };
-use crate::store::{RecordStore, StoreError};
+use crate::store::{KeyRecords, RecordStore, StoreError, StoredKey};
+use crate::upstream::{self, UpstreamSettings};
 
 /// The record store used when no `DATABASE_URL` is given.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./tokencache.db?mode=rwc";
@@ -68,6 +69,8 @@ pub struct Settings {
     pub http: HttpSettings,
     /// How verification codes are delivered.
     pub delivery: DeliverySettings,
+    /// Phantom tokens (`--upstream-jwt`); `None`: off.
+    pub upstream: Option<UpstreamSettings>,
 }
 
 impl Default for Settings {
@@ -89,6 +92,7 @@ impl Default for Settings {
             rules: Rules::default(),
             http: HttpSettings::default(),
             delivery: DeliverySettings::default(),
+            upstream: None,
         }
     }
 }
@@ -202,10 +206,81 @@ pub async fn state(settings: &Settings) -> Result<Arc<AppState>, StartError> {
             "stores ready; the in-process token store is for a single instance, not for production: set REDIS_URL"
         ),
     }
+    let mut engine = engine;
+    if let Some(upstream) = &settings.upstream {
+        engine.upstream = Some(start_upstream(&engine.records, upstream.clone()).await);
+    }
     Ok(Arc::new(AppState {
         engine,
         http: settings.http.clone(),
     }))
+}
+
+/// Adds a signing key that signs `lead_secs` after it is published, and deletes the keys
+/// retired long enough ago; the key added and the kids deleted.
+pub async fn rotate_keys<R: KeyRecords>(
+    records: &R,
+    lead_secs: i64,
+) -> Result<(StoredKey, Vec<String>), StoreError> {
+    let now = crate::clock::unix_now();
+    let key = upstream::new_key(now, lead_secs);
+    records.add_signing_key(&key).await?;
+    let stored = records.signing_keys().await?;
+    let old = upstream::expired(&stored, now);
+    records.delete_signing_keys(&old).await?;
+    tracing::info!(kid = %key.kid, signs_from = key.signs_from, deleted = old.len(), "signing key added");
+    Ok((key, old))
+}
+
+/// The keys in use from the record store, a first one made when there is none (signing
+/// at once), and a task that reads them again every `reload`. While the database does
+/// not answer, the last keys read stay in use (and the switch to a key already read
+/// still happens on time).
+async fn start_upstream<R: KeyRecords + Clone>(
+    records: &R,
+    settings: UpstreamSettings,
+) -> Arc<upstream::Upstream> {
+    let up = Arc::new(upstream::Upstream::new(settings));
+    let mut stored = match records.signing_keys().await {
+        Ok(keys) if keys.is_empty() => match rotate_keys(records, 0).await {
+            Ok(_) => records.signing_keys().await.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "no signing key, and none could be made: upstream JWTs wait for one");
+                Vec::new()
+            }
+        },
+        Ok(keys) => keys,
+        Err(e) => {
+            tracing::warn!(error = %e, "signing keys unreadable at start: upstream JWTs wait for them");
+            Vec::new()
+        }
+    };
+    let apply = |up: &upstream::Upstream, stored: &[StoredKey]| {
+        let (set, problems) = upstream::KeySet::at(stored, crate::clock::unix_now());
+        for p in problems {
+            tracing::warn!(problem = %p, "signing key skipped");
+        }
+        up.replace(set);
+    };
+    apply(&up, &stored);
+    let task = up.clone();
+    let records = records.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(task.settings.reload);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            match records.signing_keys().await {
+                Ok(keys) => stored = keys,
+                Err(e) => {
+                    tracing::warn!(error = %e, "signing keys not read again; the last ones read stay in use")
+                }
+            }
+            apply(&task, &stored);
+        }
+    });
+    up
 }
 
 /// Serves on an already-bound listener until `shutdown` resolves.

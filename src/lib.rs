@@ -30,3 +30,4 @@ pub mod http;
 pub mod secret;
 pub mod store;
 pub mod telemetry;
+pub mod upstream;

@@ -15,6 +15,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub const HTTP_DURATION: &str = "http_server_request_duration_seconds";
 /// check_token outcomes by `result` (valid, invalid, store_error).
 pub const TOKEN_CHECKS: &str = "tokencache_token_checks_total";
+pub const UPSTREAM_JWTS: &str = "tokencache_upstream_jwts_minted_total";
 /// Token pairs issued by `route` (authorize, authorize_nopwd, refresh_token).
 pub const TOKENS_ISSUED: &str = "tokencache_tokens_issued_total";
 /// refresh_token outcomes by `result` (ok, invalid, store_error).
@@ -120,6 +121,10 @@ fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_histogram!(HTTP_DURATION, Unit::Seconds, "Duration of HTTP requests.");
     describe_counter!(TOKEN_CHECKS, "check_token outcomes by result.");
+    describe_counter!(
+        UPSTREAM_JWTS,
+        "Upstream JWTs signed (--upstream-jwt), by kind: identity, introspection; reused ones are not counted."
+    );
     describe_counter!(TOKENS_ISSUED, "Token pairs issued, by route.");
     describe_counter!(REFRESHES, "refresh_token outcomes by result.");
     describe_counter!(LOGIN_FAILURES, "Refused logins, by reason.");
@@ -242,6 +247,10 @@ fn status_label(status: u16) -> &'static str {
 
 pub fn token_check(result: &'static str) {
     count(TOKEN_CHECKS, "result", result);
+}
+
+pub fn upstream_jwt_minted(kind: &'static str) {
+    count(UPSTREAM_JWTS, "kind", kind);
 }
 
 pub fn tokens_issued(route: &'static str) {

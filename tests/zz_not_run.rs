@@ -6,8 +6,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The integration test binaries (a new one with ignored tests belongs here too).
-const SUITES: [&str; 8] = [
-    "api", "caddy", "flood", "grpc", "history", "metrics", "nginx", "traefik",
+const SUITES: [&str; 9] = [
+    "api",
+    "caddy",
+    "discovery",
+    "flood",
+    "grpc",
+    "history",
+    "metrics",
+    "nginx",
+    "traefik",
 ];
 
 fn main() {

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_tables;
 mod m20261130_000001_adopt_xxjwxc_oauth2;
+mod m20261206_000001_signing_keys;
 
 /// The check that `tokencache migrate` runs before anything touches the database: what
 /// adopting an xxjwxc/oauth2 database would change, or why it cannot be adopted.
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_create_tables::Migration),
             Box::new(m20261130_000001_adopt_xxjwxc_oauth2::Migration),
+            Box::new(m20261206_000001_signing_keys::Migration),
         ]
     }
 }

@@ -2,7 +2,7 @@
 //! the import of the original's live tokens.
 use std::time::Duration;
 
-use super::args::{ClientCommand, Command, ImportArgs, StoreArgs, UserCommand};
+use super::args::{ClientCommand, Command, ImportArgs, KeysCommand, StoreArgs, UserCommand};
 use super::CliError;
 use crate::app::{self, Settings};
 use crate::domain::admin::ClientSpec;
@@ -136,6 +136,45 @@ pub async fn admin(stores: &StoreArgs, command: Command) -> Result<(), CliError>
                 memory_note(stores)
             );
         }
+        Command::Keys(KeysCommand::Rotate { lead_secs }) => {
+            let lead = i64::try_from(lead_secs).unwrap_or(i64::MAX);
+            let (added, deleted) = app::rotate_keys(&engine.records, lead).await?;
+            println!(
+                "key {} published; it signs from {} (in {lead_secs} s){}",
+                added.kid,
+                unix_rfc3339(added.signs_from),
+                if deleted.is_empty() {
+                    String::new()
+                } else {
+                    format!("; retired keys deleted: {}", deleted.join(", "))
+                }
+            );
+        }
+        Command::Keys(KeysCommand::List) => {
+            use crate::store::KeyRecords;
+            let keys = engine.records.signing_keys().await?;
+            let now = crate::clock::unix_now();
+            let set = crate::upstream::KeySet::at(&keys, now).0;
+            println!("kid\talgorithm\tpublished\tsigns_from\tstate");
+            for k in &keys {
+                let state = if set.signer() == Some(k.kid.as_str()) {
+                    "signing"
+                } else if k.signs_from > now {
+                    "next"
+                } else if set.published().contains(&k.kid) {
+                    "retired, published"
+                } else {
+                    "retired"
+                };
+                println!(
+                    "{}\t{}\t{}\t{}\t{state}",
+                    k.kid,
+                    k.algorithm,
+                    unix_rfc3339(k.published_at),
+                    unix_rfc3339(k.signs_from)
+                );
+            }
+        }
         Command::User(UserCommand::SetPassword { username }) => {
             let password = user_password()?;
             let revoked = engine.set_password(&username, password.expose()).await?;
@@ -146,6 +185,12 @@ pub async fn admin(stores: &StoreArgs, command: Command) -> Result<(), CliError>
         }
     }
     Ok(())
+}
+
+fn unix_rfc3339(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_else(|| secs.to_string())
 }
 
 /// import-legacy-tokens: reads the source's token tables, writes Redis, prints a summary.

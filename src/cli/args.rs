@@ -15,6 +15,7 @@ use crate::domain::Rules;
 use crate::http::{HttpSettings, Lang};
 use crate::store::records::zone::DbZone;
 use crate::store::tokens::redis::RedisMode;
+use crate::upstream;
 
 const HTTP: HttpSettings = HttpSettings::DEFAULT;
 /// The longest window, lifetime or wait a setting may name: a year. Larger values are
@@ -172,6 +173,25 @@ pub enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage the keys that sign the upstream JWTs (`--upstream-jwt`).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Add a new signing key: published in the JWKS at once, signing `--lead-secs` later
+    /// (by then every verifier that caches the JWKS for `--jwks-max-age-secs` has it);
+    /// the key it replaces stays published until every JWT it signed has expired. Also
+    /// deletes the keys retired long enough ago.
+    Rotate {
+        /// Seconds between publication and first signature; default: the JWKS cache
+        /// lifetime and one reload of the instances (300 + 10).
+        #[arg(long, default_value_t = upstream::DEFAULT_JWKS_MAX_AGE_SECS + upstream::DEFAULT_RELOAD_SECS, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+        lead_secs: u64,
+    },
+    /// The keys: kid, published, signs from, state (never the private part).
+    List,
 }
 
 #[derive(Debug, Args)]
@@ -218,7 +238,7 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
     /// Keep access records in process, kept exact by Redis's invalidation pushes (client
     /// tracking): check_token, forward-auth and introspection answer repeated tokens
-    /// without a Redis round trip. Standalone Redis only.
+    /// without a Redis round trip. On one Redis, a Cluster or Sentinel.
     #[arg(long, env = "TOKENCACHE_NEAR_CACHE")]
     pub near_cache: bool,
     /// The near cache's bound on entries (about 200 bytes each).
@@ -228,6 +248,33 @@ pub struct ServeArgs {
     /// on this address. Unset: no gRPC listener.
     #[arg(long, env = "TOKENCACHE_GRPC_LISTEN")]
     pub grpc_listen: Option<SocketAddr>,
+    /// Phantom tokens: forward-auth and gRPC Check answer a live token with a short-lived
+    /// ES256 JWT for the upstream (`Authorization: Bearer …`), introspection too when
+    /// asked for `application/token-introspection+jwt`; the public keys are served at
+    /// /.well-known/jwks.json. Keys: `tokencache keys rotate` (one is made at start when
+    /// there is none).
+    #[arg(long, env = "TOKENCACHE_UPSTREAM_JWT")]
+    pub upstream_jwt: bool,
+    /// The URL clients reach tokencache at: `iss` of the upstream JWTs and the issuer of
+    /// the discovery documents. Unset: the documents name `http://` and the request's
+    /// Host, and the JWTs `http://localhost:` and the listening port; set it in
+    /// production.
+    #[arg(long, env = "TOKENCACHE_ISSUER")]
+    pub issuer: Option<String>,
+    /// `aud` of the upstream JWTs; unset: none.
+    #[arg(long, env = "TOKENCACHE_UPSTREAM_JWT_AUDIENCE")]
+    pub upstream_jwt_audience: Option<String>,
+    /// Lifetime of an upstream JWT at most (never past its opaque token's expiry).
+    #[arg(long, env = "TOKENCACHE_UPSTREAM_JWT_TTL_SECS", default_value_t = upstream::DEFAULT_TTL_SECS, value_parser = clap::value_parser!(u64).range(10..=upstream::MAX_TTL_SECS))]
+    pub upstream_jwt_ttl_secs: u64,
+    /// `Cache-Control: max-age` of the JWKS; `keys rotate` publishes a new key this long
+    /// (and one reload) before it signs.
+    #[arg(long, env = "TOKENCACHE_JWKS_MAX_AGE_SECS", default_value_t = upstream::DEFAULT_JWKS_MAX_AGE_SECS, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub jwks_max_age_secs: u64,
+    /// How often each instance reads the signing keys: a rotation is in use within this
+    /// bound.
+    #[arg(long, env = "TOKENCACHE_UPSTREAM_JWT_RELOAD_SECS", default_value_t = upstream::DEFAULT_RELOAD_SECS, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub upstream_jwt_reload_secs: u64,
     /// Do not run pending migrations at start.
     #[arg(long, env = "TOKENCACHE_NO_MIGRATE")]
     pub no_migrate: bool,

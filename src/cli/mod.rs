@@ -41,6 +41,8 @@ pub enum CliError {
     Secret(&'static str, String),
     #[error("import-legacy-tokens reads the original's database: set DATABASE_URL or --from")]
     ImportNeedsSource,
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("import stopped (run it again to go on where it stopped): {0}")]
     Import(#[source] StoreError),
     #[error(

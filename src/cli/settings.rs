@@ -9,6 +9,7 @@ use crate::domain::password::Argon2Settings;
 use crate::domain::Rules;
 use crate::http::{HttpSettings, Lang};
 use crate::secret::Secret;
+use crate::upstream::UpstreamSettings;
 
 impl AccountArgs {
     pub(super) fn limits(&self) -> Limits {
@@ -81,6 +82,7 @@ impl StoreArgs {
             rules: self.rules(Rules::default().freshness_window),
             http: HttpSettings::default(),
             delivery: DeliverySettings::default(),
+            upstream: None,
         }
     }
 }
@@ -97,6 +99,17 @@ impl ServeArgs {
                 ..stores.rules(self.freshness_window)
             },
             delivery: self.accounts.delivery(),
+            upstream: self.upstream_jwt.then(|| UpstreamSettings {
+                issuer: self
+                    .issuer
+                    .clone()
+                    .unwrap_or_else(|| format!("http://localhost:{}", self.listen.port())),
+                audience: self.upstream_jwt_audience.clone(),
+                ttl_secs: self.upstream_jwt_ttl_secs,
+                jwks_max_age_secs: self.jwks_max_age_secs,
+                reload: Duration::from_secs(self.upstream_jwt_reload_secs),
+                cache_entries: self.near_cache_max_entries,
+            }),
             http: HttpSettings {
                 compat_http_200: self.compat_http_200,
                 max_body_bytes: self.max_body_bytes,
@@ -113,6 +126,7 @@ impl ServeArgs {
                 body_timeout: Duration::from_secs(self.body_timeout),
                 refuse_identity_headers: !self.allow_identity_headers,
                 trusted_proxies: self.accounts.trusted_proxies.clone(),
+                issuer: self.issuer.clone().unwrap_or_default(),
             },
             ..stores.settings(true)
         }

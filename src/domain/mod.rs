@@ -189,6 +189,8 @@ pub struct Engine<T, R> {
     pub delivery: Arc<dyn CodeDelivery>,
     /// The clients the OAuth endpoints read recently.
     pub clients: clients::ClientCache,
+    /// Phantom tokens (`--upstream-jwt`): the keys and the minted JWTs.
+    pub upstream: Option<Arc<crate::upstream::Upstream>>,
 }
 
 impl<T: TokenStore + Revocation, R> Engine<T, R> {
@@ -206,6 +208,7 @@ impl<T: TokenStore + Revocation, R> Engine<T, R> {
             rules,
             passwords,
             delivery,
+            upstream: None,
         })
     }
 

@@ -105,6 +105,17 @@ fn empty(status: StatusCode) -> Response<Body> {
     response
 }
 
+/// 503 for a live token when `--upstream-jwt` is on and no key signs yet (the database
+/// unreadable since start): the upstream would refuse the request without its JWT.
+fn no_signing_key() -> Response<Body> {
+    tracing::warn!("forward-auth: no signing key for the upstream JWT");
+    crate::telemetry::token_check("no_signing_key");
+    let mut r = empty(StatusCode::SERVICE_UNAVAILABLE);
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
 /// 200 with the identity headers for a live token, 401 for a missing or dead one, 503
 /// when the token store is unreachable and 500 for a value it cannot read (the gateway
 /// must not read those as "deny"): the forward-auth column of `error::Answer`.
@@ -117,11 +128,27 @@ pub async fn auth<T: TokenBackend, R: RecordBackend>(
             return refused_spoof(name);
         }
     }
-    let result = state.engine.check_token(bearer(headers)).await;
+    let token = bearer(headers);
+    let result = state.engine.check_token(token).await;
     let mut response = match &result {
         Ok(info) => {
+            // Phantom token: the upstream gets a signed JWT in place of the opaque token.
+            let jwt = match (&state.engine.upstream, token) {
+                (Some(up), Some(token)) => {
+                    match up.identity(token, info, crate::clock::unix_now()) {
+                        Some(jwt) => Some(jwt),
+                        None => return no_signing_key(),
+                    }
+                }
+                _ => None,
+            };
             let mut r = empty(StatusCode::OK);
             let h = r.headers_mut();
+            if let Some(jwt) = &jwt {
+                if let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", jwt.jwt)) {
+                    h.insert(AUTHORIZATION, v);
+                }
+            }
             h.insert(
                 HeaderName::from_static("x-auth-username"),
                 header(&info.username),
@@ -141,7 +168,11 @@ pub async fn auth<T: TokenBackend, R: RecordBackend>(
             let cache = state.http.forward_auth_cache_secs;
             let max_age = i64::try_from(cache)
                 .unwrap_or(i64::MAX)
-                .min(info.seconds_left);
+                .min(info.seconds_left)
+                .min(
+                    jwt.as_ref()
+                        .map_or(i64::MAX, |j| j.exp - crate::clock::unix_now()),
+                );
             // Gateway caches are shared caches (nginx never stores `private` answers):
             // the answer varies with the token, which the cache must key on.
             let control = if max_age > 0 {

@@ -4,6 +4,7 @@ mod accounts;
 pub mod body;
 mod client_ip;
 pub mod conns;
+mod discovery;
 pub mod envelope;
 pub mod error;
 pub mod gateway;
@@ -75,6 +76,9 @@ pub struct HttpSettings {
     /// The proxies whose `X-Forwarded-For` hops are believed (see `client_ip`); empty:
     /// the TCP peer is the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The issuer the discovery documents name (`--issuer`); empty: `http://` and the
+    /// request's `Host`.
+    pub issuer: String,
 }
 
 impl HttpSettings {
@@ -94,6 +98,7 @@ impl HttpSettings {
         body_timeout: Duration::from_secs(60),
         refuse_identity_headers: true,
         trusted_proxies: Vec::new(),
+        issuer: String::new(),
     };
 }
 
@@ -212,6 +217,10 @@ async fn route_request<T: TokenBackend, R: RecordBackend>(
         Some((Route::Get(GetRoute::Healthz), Ok(()))) => Ok(ops::healthz()),
         Some((Route::Get(GetRoute::Readyz), Ok(()))) => Ok(Box::pin(ops::readyz(state)).await),
         Some((Route::Get(GetRoute::Metrics), Ok(()))) => Ok(ops::metrics(state)),
+        Some((Route::Get(GetRoute::Jwks), Ok(()))) => discovery::jwks(state),
+        Some((Route::Get(GetRoute::Discovery), Ok(()))) => {
+            Ok(discovery::metadata(state, &parts.headers))
+        }
         Some((Route::Auth, Ok(()))) => Ok(gateway::auth(state, &parts.headers).await),
         Some((Route::Post(post), Ok(()))) => {
             // Timed by the sweeper of `conns`: no timer of its own per request.

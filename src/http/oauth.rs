@@ -211,12 +211,15 @@ async fn introspection<T: TokenBackend, R: RecordBackend>(
     req: &Request<'_, T, R>,
 ) -> Result<Response<Body>, Failure> {
     let body = parse(req)?;
-    client(req, &body).await?;
+    let client = client(req, &body).await?;
     let token = required(&body.token, "token")?;
     let found = req
         .engine()
         .introspect(token, text(&body.token_type_hint))
         .await?;
+    if let Some(up) = req.engine().upstream.as_ref().filter(|_| wants_jwt(req)) {
+        return signed_introspection(up, &client.app_key, found.as_ref());
+    }
     Ok(match found {
         // A struct, not a `json!` map: no allocation per field on this hot path.
         Some(i) => json_response(
@@ -237,6 +240,92 @@ async fn introspection<T: TokenBackend, R: RecordBackend>(
         ),
         None => json_response(StatusCode::OK, json!({"active": false})),
     })
+}
+
+/// Whether the client asked for RFC 9701's signed answer.
+fn wants_jwt<T, R>(req: &Request<'_, T, R>) -> bool {
+    req.parts
+        .headers
+        .get_all(hyper::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|m| {
+            m.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case(TOKEN_INTROSPECTION_JWT))
+        })
+}
+
+const TOKEN_INTROSPECTION_JWT: &str = "application/token-introspection+jwt";
+
+/// RFC 9701: the introspection answer as a JWT signed with the upstream key in use,
+/// for the client that asked (`aud`). An inactive token's answer holds only
+/// `"active": false`: no identity is signed for it.
+fn signed_introspection(
+    up: &crate::upstream::Upstream,
+    client: &str,
+    found: Option<&crate::domain::revoke::Introspection>,
+) -> Result<Response<Body>, Failure> {
+    #[derive(serde::Serialize)]
+    struct Claims<'a, A: serde::Serialize> {
+        iss: &'a str,
+        aud: &'a str,
+        iat: i64,
+        token_introspection: A,
+    }
+    let now = crate::clock::unix_now();
+    let iss = up.settings.issuer.as_str();
+    let jwt = match found {
+        Some(i) => up.sign_claims(
+            "token-introspection+jwt",
+            &Claims {
+                iss,
+                aud: client,
+                iat: now,
+                token_introspection: Active {
+                    active: true,
+                    username: &i.record.username,
+                    sub: &i.record.username,
+                    client_id: &i.record.app_key,
+                    token_type: match i.kind {
+                        TokenKind::Access => "Bearer",
+                        TokenKind::Refresh => "refresh_token",
+                    },
+                    exp: i.record.expires,
+                    iat: i.issued_at,
+                    app_token_type: &i.record.token_type,
+                },
+            },
+        ),
+        None => up.sign_claims(
+            "token-introspection+jwt",
+            &Claims {
+                iss,
+                aud: client,
+                iat: now,
+                token_introspection: json!({"active": false}),
+            },
+        ),
+    };
+    let Some(jwt) = jwt else {
+        tracing::warn!("introspection: no signing key for the signed answer");
+        return Err(Failure(
+            DomainError::Store(crate::store::StoreError::Unavailable {
+                store: "signing keys",
+                source: "no signing key yet".into(),
+            }),
+            false,
+        ));
+    };
+    let mut r = Response::new(Full::new(Bytes::from(jwt)));
+    let h = r.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(TOKEN_INTROSPECTION_JWT),
+    );
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
 }
 
 /// RFC 7662's answer for an active token, in this order.

@@ -27,6 +27,10 @@ pub enum GetRoute {
     Metrics,
     Healthz,
     Readyz,
+    /// The public keys of the upstream JWTs.
+    Jwks,
+    /// RFC 8414 metadata (also at the OpenID Connect discovery path).
+    Discovery,
 }
 
 /// A known route.
@@ -56,10 +60,16 @@ const POST_ROUTES: [(&str, PostRoute); 13] = [
 ];
 
 /// The routes operators use.
-const GET_ROUTES: [(&str, GetRoute); 3] = [
+const GET_ROUTES: [(&str, GetRoute); 6] = [
     ("/metrics", GetRoute::Metrics),
     ("/healthz", GetRoute::Healthz),
     ("/readyz", GetRoute::Readyz),
+    ("/.well-known/jwks.json", GetRoute::Jwks),
+    (
+        "/.well-known/oauth-authorization-server",
+        GetRoute::Discovery,
+    ),
+    ("/.well-known/openid-configuration", GetRoute::Discovery),
 ];
 
 /// Forward-auth. Paths below it are the same route: Envoy's `ext_authz` appends the

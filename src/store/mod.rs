@@ -9,8 +9,8 @@ pub mod records;
 pub mod tokens;
 
 pub use records::{
-    Client, ClientRecords, NewClient, NewUser, Profile, ProfileRecords, RecordBackend, RecordStore,
-    User, UserRecords,
+    Client, ClientRecords, KeyRecords, NewClient, NewUser, Profile, ProfileRecords, RecordBackend,
+    RecordStore, StoredKey, User, UserRecords,
 };
 pub use tokens::{
     AccessRecord, Codes, Counter, Counters, FamilyId, Issue, IssuedPair, ParentPair, RefreshRecord,

@@ -20,3 +20,4 @@ mod redis_layout;
 mod resharding;
 mod scale;
 mod transport;
+mod upstream_jwt;

@@ -154,7 +154,55 @@ pub trait ProfileRecords: Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
-/// Everything the server asks of a record store: one backend implementing each concern.
-pub trait RecordBackend: RecordStore + ClientRecords + UserRecords + ProfileRecords {}
+/// A key that signs the JWTs handed to upstreams (`tokencache_signing_key`).
+#[derive(Clone)]
+pub struct StoredKey {
+    pub kid: String,
+    pub algorithm: String,
+    /// The private key, base64: never logged, never answered.
+    pub private_key: Secret,
+    /// Unix seconds: published in the JWKS from then on.
+    pub published_at: i64,
+    /// Unix seconds: signs from then on, until a later key's `signs_from`.
+    pub signs_from: i64,
+}
 
-impl<R: RecordStore + ClientRecords + UserRecords + ProfileRecords> RecordBackend for R {}
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredKey")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .field("published_at", &self.published_at)
+            .field("signs_from", &self.signs_from)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The upstream JWTs' signing keys, shared by every instance of a fleet.
+pub trait KeyRecords: Send + Sync + 'static {
+    /// Every stored key, oldest first.
+    fn signing_keys(&self) -> impl Future<Output = Result<Vec<StoredKey>, StoreError>> + Send;
+
+    /// Stores a new key.
+    fn add_signing_key(
+        &self,
+        key: &StoredKey,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Deletes the keys named; how many were.
+    fn delete_signing_keys(
+        &self,
+        kids: &[String],
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// Everything the server asks of a record store: one backend implementing each concern.
+pub trait RecordBackend:
+    RecordStore + ClientRecords + UserRecords + ProfileRecords + KeyRecords
+{
+}
+
+impl<R: RecordStore + ClientRecords + UserRecords + ProfileRecords + KeyRecords> RecordBackend
+    for R
+{
+}

@@ -8,12 +8,12 @@ use sea_orm::{
     DbErr, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr, TransactionTrait,
 };
 
-use super::entities::{client, user_account, user_info};
+use super::entities::{client, signing_key, user_account, user_info};
 use super::zone::DbZone;
 use crate::secret::Secret;
 use crate::store::{
-    Client, ClientRecords, NewClient, NewUser, Profile, ProfileRecords, RecordStore, StoreError,
-    User, UserRecords,
+    Client, ClientRecords, KeyRecords, NewClient, NewUser, Profile, ProfileRecords, RecordStore,
+    StoreError, StoredKey, User, UserRecords,
 };
 use crate::telemetry::StoreOp;
 
@@ -417,6 +417,58 @@ impl ProfileRecords for SeaRecords {
             })
         })
         .await
+    }
+}
+
+impl KeyRecords for SeaRecords {
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        let rows = self
+            .bounded(
+                "signing_keys",
+                signing_key::Entity::find()
+                    .order_by_asc(signing_key::Column::Id)
+                    .all(&self.db),
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|m| StoredKey {
+                kid: m.kid,
+                algorithm: m.algorithm,
+                private_key: Secret::new(m.private_key),
+                published_at: m.published_at,
+                signs_from: m.signs_from,
+            })
+            .collect())
+    }
+
+    async fn add_signing_key(&self, key: &StoredKey) -> Result<(), StoreError> {
+        let row = signing_key::ActiveModel {
+            kid: Set(key.kid.clone()),
+            algorithm: Set(key.algorithm.clone()),
+            private_key: Set(key.private_key.expose().to_owned()),
+            published_at: Set(key.published_at),
+            signs_from: Set(key.signs_from),
+            ..Default::default()
+        };
+        self.bounded("add_signing_key", row.insert(&self.db))
+            .await
+            .map(|_| ())
+    }
+
+    async fn delete_signing_keys(&self, kids: &[String]) -> Result<u64, StoreError> {
+        if kids.is_empty() {
+            return Ok(0);
+        }
+        let done = self
+            .bounded(
+                "delete_signing_keys",
+                signing_key::Entity::delete_many()
+                    .filter(signing_key::Column::Kid.is_in(kids.iter().cloned()))
+                    .exec(&self.db),
+            )
+            .await?;
+        Ok(done.rows_affected)
     }
 }
 

@@ -177,7 +177,10 @@ impl RedisTokens {
         op: impl std::future::Future<Output = Result<T, RedisError>>,
     ) -> Result<T, StoreError> {
         let timer = StoreOp::start("redis", operation);
-        let result = op.await.map_err(unavailable);
+        let result = op.await.map_err(|source| StoreError::Unavailable {
+            store: "redis",
+            source: Box::new(Failed { operation, source }),
+        });
         timer.finish(result.is_ok());
         result
     }
@@ -233,11 +236,12 @@ fn decode_refresh(raw: Option<Vec<u8>>) -> Result<Option<RefreshState>, StoreErr
     }
 }
 
-fn unavailable(e: RedisError) -> StoreError {
-    StoreError::Unavailable {
-        store: "redis",
-        source: Box::new(e),
-    }
+/// A failed operation, named in the error (which one timed out says where to look).
+#[derive(Debug, thiserror::Error)]
+#[error("{operation}: {source}")]
+struct Failed {
+    operation: &'static str,
+    source: RedisError,
 }
 
 fn corrupt(what: &'static str) -> StoreError {
