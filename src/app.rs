@@ -223,7 +223,18 @@ pub async fn rotate_keys<R: KeyRecords>(
     lead_secs: i64,
 ) -> Result<(StoredKey, Vec<String>), StoreError> {
     let now = crate::clock::unix_now();
-    let key = upstream::new_key(now, lead_secs);
+    let mut key = upstream::new_key(now, lead_secs);
+    // Later than every key before it: keys that begin in the same second are ordered by
+    // kid, so a new key could otherwise lose to the one it replaces and never sign.
+    let newest = records
+        .signing_keys()
+        .await?
+        .iter()
+        .map(|k| k.signs_from)
+        .max();
+    if let Some(newest) = newest {
+        key.signs_from = key.signs_from.max(newest + 1);
+    }
     records.add_signing_key(&key).await?;
     let stored = records.signing_keys().await?;
     let old = upstream::expired(&stored, now);

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The integration test binaries (a new one with ignored tests belongs here too).
-const SUITES: [&str; 9] = [
+const SUITES: [&str; 10] = [
     "api",
     "caddy",
     "discovery",
@@ -15,6 +15,7 @@ const SUITES: [&str; 9] = [
     "history",
     "metrics",
     "nginx",
+    "phantom",
     "traefik",
 ];
 

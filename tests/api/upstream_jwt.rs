@@ -275,3 +275,27 @@ async fn introspection_answers_a_signed_jwt_when_asked() {
     assert_eq!((status, &v["active"]), (StatusCode::OK, &json!(true)));
     app.cleanup().await;
 }
+
+/// Two rotations in one second (or one with no lead in the second the current key began
+/// signing): each new key begins after the one before, so the newest always takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotated_within_one_second_each_take_over() {
+    let app = TestApp::spawn_with(Backend::Embedded, |s| {
+        s.upstream = Some(upstream(Duration::from_secs(1)))
+    })
+    .await;
+    let records = &app.state.engine.records;
+    let mut last = None;
+    for _ in 0..3 {
+        let (key, _) = tokencache::app::rotate_keys(records, 0).await.unwrap();
+        if let Some(before) = last {
+            assert!(key.signs_from > before, "{} after {before}", key.signs_from);
+        }
+        last = Some(key.signs_from);
+    }
+    let stored = records.signing_keys().await.unwrap();
+    let newest = stored.iter().max_by_key(|k| k.signs_from).unwrap();
+    let at = tokencache::upstream::KeySet::at(&stored, newest.signs_from).0;
+    assert_eq!(at.signer(), Some(newest.kid.as_str()));
+    app.cleanup().await;
+}
