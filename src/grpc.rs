@@ -217,7 +217,7 @@ where
             let set = Some(HeaderAppendAction::OverwriteIfExistsOrAdd);
             if let Some(jwt) = jwt {
                 // Phantom token: the upstream gets the JWT in place of the opaque token.
-                ok.add_header("authorization", format!("Bearer {}", jwt.jwt), set, true);
+                ok.add_header("authorization", format!("Bearer {}", jwt.jwt()), set, true);
             }
             ok.add_header("x-auth-username", header_text(&info.username), set, true)
                 .add_header("x-auth-app-key", header_text(&info.app_key), set, true)

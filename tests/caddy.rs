@@ -1,53 +1,21 @@
 //! The real Caddy (Debian's, 2.6) in front of an upstream, configured with
 //! `deploy/caddy/Caddyfile` (the file docs/gateways.md documents), checking every request
 //! with the real server's forward-auth route: every scenario of `common::front::scenarios`,
-//! through Caddy. What is Caddy's own is here: finding it (or installing it, `apt-get
-//! install caddy`), the global options around the documented site block, and where it
-//! differs from the other gateways (the data of `impl Front for Caddy`). Its own test
+//! through Caddy. Running it (finding or installing it, `apt-get install caddy`, the
+//! global options around the documented site block) is `common::caddy`'s; here is where
+//! it differs from the other gateways (the data of `impl Front for Caddy`). Its own test
 //! binary: it needs the `caddy` program. Caddy runs as a child of the test, never as the
 //! system's service.
 mod common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
+use common::caddy::{Caddy, CADDYFILE};
 use common::front::{DeployFile, Front};
 use common::gateway::*;
-use common::*;
 use reqwest::StatusCode;
 
 on_every_front!(Caddy, through_caddy);
-
-/// The documented configuration, with its `@SITE@`, `@TOKENCACHE@` and `@UPSTREAM@`
-/// placeholders.
-const CADDYFILE: &str = include_str!("../deploy/caddy/Caddyfile");
-
-/// How to get the program, in the failure that finds it missing.
-const HOW: &str = "apt-get install caddy (Debian's Caddy 2.6, the `caddy` program; \
-                   bash .ci/run installs it)";
-
-/// The `caddy` program, installed with apt-get first when missing (with a fresh package
-/// list if the first try fails).
-fn caddy_program() -> PathBuf {
-    find_or_install(
-        "caddy",
-        || vec![PathBuf::from("/usr/bin")],
-        || {
-            let install = || run_step("apt-get", &["install", "-y", "-qq", "caddy"]);
-            install().or_else(|_| {
-                run_step("apt-get", &["update", "-qq"])?;
-                install()
-            })
-        },
-        HOW,
-    )
-}
-
-/// Caddy with the documented site block, as a child of the test: its own HOME and XDG
-/// directories in a directory of its own, no admin endpoint, on 127.0.0.1 only.
-struct Caddy {
-    gateway: Gateway,
-}
 
 impl Front for Caddy {
     const NAME: &'static str = "caddy";
@@ -82,37 +50,7 @@ impl Front for Caddy {
     const PAGES_THE_APPLICATIONS_OWN: &'static [u16] = &[];
 
     async fn start(tokencache: &str, upstream: SocketAddr) -> Caddy {
-        let program = caddy_program();
-        let port = free_port();
-        let dir = temp_dir("tc_caddy");
-        let site = fill(
-            CADDYFILE,
-            "deploy/caddy/Caddyfile",
-            &[
-                ("@SITE@", &format!("http://127.0.0.1:{port}")),
-                ("@TOKENCACHE@", tokencache),
-                ("@UPSTREAM@", &upstream.to_string()),
-            ],
-        );
-        // What a system's Caddyfile may put around the site block, made to run as a child
-        // of the test: no admin endpoint (a system Caddy has :2019), loopback only.
-        let config = dir.join("Caddyfile");
-        std::fs::write(
-            &config,
-            format!("{{\n\tadmin off\n\tdefault_bind 127.0.0.1\n}}\n\n{site}"),
-        )
-        .unwrap();
-
-        let mut command = tokio::process::Command::new(program);
-        command
-            .args(["run", "--adapter", "caddyfile", "--config"])
-            .arg(&config)
-            .current_dir(&dir)
-            .env("HOME", &dir)
-            .env("XDG_CONFIG_HOME", dir.join("config"))
-            .env("XDG_DATA_HOME", dir.join("data"));
-        let gateway = Gateway::spawn("caddy", command, dir, port).await;
-        Caddy { gateway }
+        Caddy::start_with(tokencache, upstream, CADDYFILE).await
     }
 
     fn gateway(&self) -> &Gateway {

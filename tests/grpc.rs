@@ -2,9 +2,12 @@
 //! asked by a client generated from Envoy's own published protos (`tests/grpc/check.py`,
 //! on the `xds-protos` and `grpcio` packages): a live token is allowed with its identity
 //! set (overwriting the client's own), a dead or missing one denied with 401 and
-//! `WWW-Authenticate`, a token store that is down answered with gRPC `UNAVAILABLE`.
-//! Its own test binary: it needs python3 with those packages (installed with pip when
-//! missing; a failure to install fails the tests).
+//! `WWW-Authenticate`, a token store that is down answered with gRPC `UNAVAILABLE`; with
+//! upstream JWTs on (phantom tokens), a live token's answer overwrites the upstream
+//! request's `authorization` with `Bearer <JWT>`, which PyJWT (`tests/phantom/verify.py`)
+//! verifies, and a dead token's sets none.
+//! Its own test binary: it needs python3 with those packages and PyJWT (installed with pip
+//! when missing; a failure to install fails the tests).
 mod common;
 
 use std::net::SocketAddr;
@@ -12,6 +15,7 @@ use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use common::installs::{require_pyjwt, require_python};
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -21,39 +25,22 @@ use tokio::sync::oneshot;
 /// The client script, beside this file.
 const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc/check.py");
 
+/// The PyJWT verifier of tests/phantom.rs.
+const PYJWT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/phantom/verify.py");
+
+/// The issuer and audience of the upstream JWTs.
+const ISSUER: &str = "https://auth.test.example";
+const AUDIENCE: &str = "orders-api";
+
 /// python3 with grpcio and xds-protos: checked once, installed with pip when missing.
 fn require_client() {
     static FOUND: OnceLock<Result<(), String>> = OnceLock::new();
-    let probe = || {
-        std::process::Command::new("python3")
-            .args([
-                "-c",
-                "import grpc; from envoy.service.auth.v3 import external_auth_pb2_grpc",
-            ])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    let found = FOUND.get_or_init(|| {
-        if probe() {
-            return Ok(());
-        }
-        let pip = std::process::Command::new("python3")
-            .args(["-m", "pip", "install", "-q", "grpcio", "xds-protos"])
-            .output()
-            .map_err(|e| format!("python3 -m pip: {e}"))?;
-        if probe() {
-            Ok(())
-        } else {
-            Err(format!(
-                "pip install grpcio xds-protos failed: {}",
-                String::from_utf8_lossy(&pip.stderr)
-            ))
-        }
-    });
-    if let Err(e) = found {
-        missing("python3 with grpcio and xds-protos (Envoy's protos)", e);
-    }
+    require_python(
+        &FOUND,
+        "python3 with grpcio and xds-protos (Envoy's protos)",
+        "import grpc; from envoy.service.auth.v3 import external_auth_pb2_grpc",
+        &["grpcio", "xds-protos"],
+    );
 }
 
 /// Asks the gRPC service at `addr` about each case (the checked request's headers).
@@ -294,4 +281,137 @@ async fn serve_with_grpc_listen_answers_envoy() {
     assert_denied(&answers[1]);
     server.kill().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What PyJWT (`tests/phantom/verify.py`) says of `jwt`, with the keys of `app`'s JWKS:
+/// `{"claims": …}` or `{"error": …, "message": …}`.
+async fn pyjwt_verify(app: &TestApp, jwt: &str) -> Value {
+    require_pyjwt();
+    let jwks = format!("{}/.well-known/jwks.json", app.base);
+    let child = tokio::process::Command::new("python3")
+        .args([PYJWT, &jwks, ISSUER, AUDIENCE, jwt])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 runs");
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("the verifier answered in time")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "verify.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("verify.py printed JSON")
+}
+
+/// The `authorization` headers (any case) in a list of `{key, value, action}`.
+fn authorizations(headers: &Value) -> Vec<&Value> {
+    headers
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter(|h| {
+                    h["key"]
+                        .as_str()
+                        .is_some_and(|k| k.eq_ignore_ascii_case("authorization"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Phantom tokens over gRPC: with upstream JWTs on, a live token's OK answer overwrites
+/// the upstream request's `authorization` (the opaque token) with `Bearer <JWT>`, which
+/// PyJWT verifies against the JWKS as alice; a dead token's denied answer sets no
+/// `authorization` (nor does the answer once the token is revoked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs python3 (grpcio, xds-protos, PyJWT): cargo test -- --include-ignored"]
+async fn with_upstream_jwts_a_live_token_s_answer_sets_a_verifiable_jwt() {
+    let app = TestApp::spawn_with(Backend::Embedded, |s| {
+        s.upstream = Some(tokencache::upstream::UpstreamSettings {
+            issuer: ISSUER.into(),
+            audience: Some(AUDIENCE.into()),
+            ttl_secs: 300,
+            jwks_max_age_secs: 60,
+            reload: Duration::from_secs(10),
+            cache_entries: 1000,
+        })
+    })
+    .await;
+    let (addr, _stop) = serve_grpc(&app).await;
+    let (access, _) = app.login().await;
+    let answers = check(
+        addr,
+        json!([
+            {"authorization": format!("Bearer {access}")},
+            {"authorization": "Bearer 0123456789abcdefghijklmnopqrstuv"},
+            {},
+        ]),
+    )
+    .await;
+
+    let live = &answers[0];
+    assert_eq!(
+        (&live["rpc"], &live["status"]),
+        (&json!("OK"), &json!("OK")),
+        "{live}"
+    );
+    let set = &live["ok"]["headers"];
+    let set_auth = authorizations(set);
+    assert_eq!(set_auth.len(), 1, "{live}");
+    let auth = set_auth[0];
+    // Overwrites the client's own header (the opaque token): never appended to it.
+    assert_eq!(auth["action"], "OVERWRITE_IF_EXISTS_OR_ADD", "{live}");
+    let value = auth["value"].as_str().unwrap();
+    let jwt = value
+        .strip_prefix("Bearer ")
+        .unwrap_or_else(|| panic!("not a Bearer value: {value}"));
+    assert!(
+        !jwt.contains(&access),
+        "the opaque token is passed on: {live}"
+    );
+    assert_eq!(jwt.split('.').count(), 3, "not a JWS: {jwt}");
+    assert!(
+        !live["ok"]["remove"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h.as_str().unwrap().eq_ignore_ascii_case("authorization")),
+        "the JWT set is removed again: {live}"
+    );
+    assert_eq!(
+        header(set, "x-auth-username").expect("the identity too")["value"],
+        "alice",
+        "{live}"
+    );
+    let verified = pyjwt_verify(&app, jwt).await;
+    let claims = verified
+        .get("claims")
+        .unwrap_or_else(|| panic!("PyJWT refused the JWT: {verified}"));
+    assert_eq!(claims["sub"], "alice", "{claims}");
+    assert_eq!(claims["client_id"], APP_KEY, "{claims}");
+    assert_eq!(claims["iss"], ISSUER, "{claims}");
+    assert_eq!(claims["aud"], AUDIENCE, "{claims}");
+
+    // An unknown token and none at all: denied, no JWT anywhere in the answer.
+    for dead in &answers[1..] {
+        assert_denied(dead);
+        assert!(
+            authorizations(&dead["denied"]["headers"]).is_empty(),
+            "{dead}"
+        );
+    }
+    // Revoked after a JWT was minted for it: denied, no JWT.
+    let (status, _) = app.post("/api/v1/logout", &json!({"token": access})).await;
+    assert_eq!(status, StatusCode::OK);
+    let answers = check(addr, json!([{"authorization": format!("Bearer {access}")}])).await;
+    assert_denied(&answers[0]);
+    assert!(
+        authorizations(&answers[0]["denied"]["headers"]).is_empty(),
+        "{}",
+        answers[0]
+    );
 }

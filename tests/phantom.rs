@@ -6,11 +6,14 @@
 //! audience or issuer, an expired one and one signed by a retired key no longer published
 //! are refused, and so is one whose opaque token expired; a revoked opaque token gets no
 //! JWT, also from another instance (its near cache on or off); through the real nginx
-//! (deploy/nginx/tokencache.conf plus the two lines docs/phantom-tokens.md gives) the
-//! application receives the JWT, never the opaque token.
-//! Its own test binary: it needs python3 with PyJWT, node with `jose` and nginx
-//! (installed with pip, npm and apt-get when missing; a failure to install fails the
-//! tests).
+//! (deploy/nginx/tokencache.conf plus the two lines docs/phantom-tokens.md gives), the
+//! real Traefik (deploy/traefik/ with `Authorization` added to `authResponseHeaders`) and
+//! the real Caddy (deploy/caddy/Caddyfile with `Authorization` added to `copy_headers`)
+//! the application receives the JWT, never the opaque token, and a revoked token never
+//! reaches it.
+//! Its own test binary: it needs python3 with PyJWT, node with `jose`, nginx, traefik and
+//! caddy (installed with pip, npm and apt-get when missing; a failure to install fails
+//! the tests).
 mod common;
 
 use std::process::Stdio;
@@ -19,7 +22,10 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
+use common::caddy::Caddy;
 use common::gateway::{self as gw, find_or_install, run_step, temp_dir, Gateway};
+use common::installs::{require, require_pyjwt};
+use common::traefik::Traefik;
 use common::*;
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey};
@@ -37,33 +43,6 @@ const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/phantom");
 const PYJWT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/phantom/verify.py");
 const JOSE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/phantom/verify.mjs");
 
-/// Checks `probe`, else runs `install` and checks again (once per process).
-fn require(
-    cell: &'static OnceLock<Result<(), String>>,
-    what: &str,
-    probe: impl Fn() -> bool,
-    install: impl FnOnce() -> std::io::Result<std::process::Output>,
-) {
-    let found = cell.get_or_init(|| {
-        if probe() {
-            return Ok(());
-        }
-        let out = install().map_err(|e| e.to_string())?;
-        if probe() {
-            Ok(())
-        } else {
-            Err(format!(
-                "the install failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    });
-    if let Err(e) = found {
-        missing(what, e);
-    }
-}
-
 #[derive(Debug, Clone, Copy)]
 enum Verifier {
     PyJwt,
@@ -75,25 +54,7 @@ impl Verifier {
     /// tests/phantom/node_modules (ignored by git).
     fn require(self) {
         match self {
-            Verifier::PyJwt => {
-                static FOUND: OnceLock<Result<(), String>> = OnceLock::new();
-                require(
-                    &FOUND,
-                    "python3 with PyJWT and cryptography (pip install \"pyjwt[crypto]\")",
-                    || {
-                        std::process::Command::new("python3")
-                            .args(["-c", "import jwt, cryptography; jwt.PyJWKClient"])
-                            .stderr(Stdio::null())
-                            .status()
-                            .is_ok_and(|s| s.success())
-                    },
-                    || {
-                        std::process::Command::new("python3")
-                            .args(["-m", "pip", "install", "-q", "pyjwt[crypto]"])
-                            .output()
-                    },
-                );
-            }
+            Verifier::PyJwt => require_pyjwt(),
             Verifier::Jose => {
                 static FOUND: OnceLock<Result<(), String>> = OnceLock::new();
                 require(
@@ -724,6 +685,69 @@ async fn nginx_with_phantom_tokens(tokencache: &str, upstream: std::net::SocketA
     Gateway::spawn("nginx", command, dir, port).await
 }
 
+/// Through the gateway at `base` (whose log is `log()`), in front of `upstream`: a live
+/// token's request reaches the application with exactly one `Authorization: Bearer <JWT>`
+/// (never the opaque token) that PyJWT verifies against tokencache's JWKS, as alice; once
+/// the token is revoked (through the gateway's own route to tokencache), the request gets
+/// 401 and never reaches the application.
+async fn the_application_gets_a_verifiable_jwt_not_the_token(
+    app: &TestApp,
+    upstream: &gw::Upstream,
+    base: &str,
+    log: impl Fn() -> String,
+) {
+    let (access, _) = app.login().await;
+    let client = gw::client();
+    let r = client
+        .get(format!("{base}/orders/1"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", log());
+    assert_eq!(upstream.requests(), 1, "{}", log());
+    let seen = upstream.last();
+    let values = seen.all("authorization");
+    assert_eq!(values.len(), 1, "{values:?}");
+    let jwt = values[0]
+        .strip_prefix("Bearer ")
+        .unwrap_or_else(|| panic!("not a Bearer value: {}", values[0]));
+    assert!(
+        !jwt.contains(&access),
+        "the opaque token reached the application"
+    );
+    assert_eq!(jwt.split('.').count(), 3, "not a JWS: {jwt}");
+    assert_eq!(seen.all("x-auth-username"), ["alice"]);
+    let claims = Verifier::PyJwt
+        .check(app, jwt)
+        .await
+        .expect("the JWT verifies");
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(claims["client_id"], APP_KEY);
+
+    // Revoked (through the gateway's own route to tokencache): refused at the gateway.
+    let before = upstream.requests();
+    let logout = client
+        .post(format!("{base}/api/v1/logout"))
+        .json(&json!({ "token": access }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), StatusCode::OK, "{}", log());
+    let r = client
+        .get(format!("{base}/orders/1"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{}", log());
+    assert_eq!(
+        upstream.requests(),
+        before,
+        "a revoked token reached the application"
+    );
+}
+
 /// Through the real nginx: the application receives `Authorization: Bearer <JWT>` (never
 /// the opaque token) that PyJWT verifies against tokencache's JWKS, as alice; a revoked
 /// token never reaches it.
@@ -734,51 +758,89 @@ async fn through_nginx_the_application_gets_a_verifiable_jwt_not_the_token() {
     let upstream = gw::Upstream::start().await;
     let nginx =
         nginx_with_phantom_tokens(app.base.trim_start_matches("http://"), upstream.addr).await;
-    let (access, _) = app.login().await;
-    let client = gw::client();
-    let r = client
-        .get(format!("{}/orders/1", nginx.base))
-        .bearer_auth(&access)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK, "{}", nginx.log());
-    let seen = upstream.last();
-    let values = seen.all("authorization");
-    assert_eq!(values.len(), 1, "{values:?}");
-    let jwt = values[0].strip_prefix("Bearer ").expect("a Bearer value");
-    assert!(
-        !jwt.contains(&access),
-        "the opaque token reached the application"
-    );
-    assert_eq!(seen.all("x-auth-username"), ["alice"]);
-    let claims = Verifier::PyJwt
-        .check(&app, jwt)
-        .await
-        .expect("the JWT verifies");
-    assert_eq!(claims["sub"], "alice");
-    assert_eq!(claims["client_id"], APP_KEY);
-
-    // Revoked (through nginx's own route to tokencache): refused at the gateway.
-    let before = upstream.requests();
-    let logout = client
-        .post(format!("{}/api/v1/logout", nginx.base))
-        .json(&json!({ "token": access }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(logout.status(), StatusCode::OK);
-    let r = client
-        .get(format!("{}/orders/1", nginx.base))
-        .bearer_auth(&access)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        upstream.requests(),
-        before,
-        "a revoked token reached the application"
-    );
+    the_application_gets_a_verifiable_jwt_not_the_token(&app, &upstream, &nginx.base, || {
+        nginx.log()
+    })
+    .await;
     nginx.stop().await;
+}
+
+/// The documented Traefik dynamic configuration, with `Authorization` added to the
+/// ForwardAuth middleware's `authResponseHeaders` (Traefik deletes the client's header,
+/// then copies tokencache's): what docs/gateways.md would add for phantom tokens.
+const TRAEFIK_ANCHOR: &str = "          - X-Auth-Expires-In\n";
+const TRAEFIK_PHANTOM: &str = "          - Authorization\n";
+
+/// Through the real Traefik (tests/traefik.rs's, with the documented configuration and
+/// `Authorization` in `authResponseHeaders`): the application receives one
+/// `Authorization: Bearer <JWT>` (never the opaque token) that PyJWT verifies, as alice; a
+/// revoked token never reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs traefik and python3 (PyJWT): cargo test -- --include-ignored"]
+async fn through_traefik_the_application_gets_a_verifiable_jwt_not_the_token() {
+    let dynamic = common::traefik::DYNAMIC;
+    assert!(
+        dynamic.contains(TRAEFIK_ANCHOR),
+        "the documented file changed"
+    );
+    let dynamic = dynamic.replacen(
+        TRAEFIK_ANCHOR,
+        &format!("{TRAEFIK_ANCHOR}{TRAEFIK_PHANTOM}"),
+        1,
+    );
+    let app = TestApp::spawn_with(Backend::Embedded, phantom(300, Duration::from_secs(10))).await;
+    let upstream = gw::Upstream::start().await;
+    let traefik = Traefik::start_with(
+        app.base.trim_start_matches("http://"),
+        upstream.addr,
+        &dynamic,
+    )
+    .await;
+    the_application_gets_a_verifiable_jwt_not_the_token(
+        &app,
+        &upstream,
+        &traefik.gateway.base,
+        || traefik.gateway.log(),
+    )
+    .await;
+    assert_eq!(traefik.pages.requests(), 0, "a 401 is not an error page");
+    traefik.gateway.stop().await;
+}
+
+/// The documented Caddyfile, with `Authorization` added to `forward_auth`'s
+/// `copy_headers`: what docs/gateways.md would add for phantom tokens.
+const CADDY_ANCHOR: &str =
+    "copy_headers X-Auth-Username X-Auth-App-Key X-Auth-Token-Type X-Auth-Expires-In\n";
+const CADDY_PHANTOM: &str =
+    "copy_headers X-Auth-Username X-Auth-App-Key X-Auth-Token-Type X-Auth-Expires-In Authorization\n";
+
+/// Through the real Caddy (tests/caddy.rs's, with the documented Caddyfile and
+/// `Authorization` in `copy_headers`): the application receives one
+/// `Authorization: Bearer <JWT>` (never the opaque token) that PyJWT verifies, as alice; a
+/// revoked token never reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs caddy and python3 (PyJWT): cargo test -- --include-ignored"]
+async fn through_caddy_the_application_gets_a_verifiable_jwt_not_the_token() {
+    let caddyfile = common::caddy::CADDYFILE;
+    assert!(
+        caddyfile.contains(CADDY_ANCHOR),
+        "the documented file changed"
+    );
+    let caddyfile = caddyfile.replacen(CADDY_ANCHOR, CADDY_PHANTOM, 1);
+    let app = TestApp::spawn_with(Backend::Embedded, phantom(300, Duration::from_secs(10))).await;
+    let upstream = gw::Upstream::start().await;
+    let caddy = Caddy::start_with(
+        app.base.trim_start_matches("http://"),
+        upstream.addr,
+        &caddyfile,
+    )
+    .await;
+    the_application_gets_a_verifiable_jwt_not_the_token(
+        &app,
+        &upstream,
+        &caddy.gateway.base,
+        || caddy.gateway.log(),
+    )
+    .await;
+    caddy.gateway.stop().await;
 }

@@ -145,9 +145,7 @@ pub async fn auth<T: TokenBackend, R: RecordBackend>(
             let mut r = empty(StatusCode::OK);
             let h = r.headers_mut();
             if let Some(jwt) = &jwt {
-                if let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", jwt.jwt)) {
-                    h.insert(AUTHORIZATION, v);
-                }
+                h.insert(AUTHORIZATION, jwt.bearer.clone());
             }
             h.insert(
                 HeaderName::from_static("x-auth-username"),
