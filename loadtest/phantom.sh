@@ -88,5 +88,12 @@ for r in $(seq "$ROUNDS"); do
   R[cold,$r]=$(rps "$COLD" "$W/many.lua")
   echo "round $r: one token: without ${R[plain,$r]} rps, with JWT ${R[jwt,$r]} rps ($(python3 -c "print(f'{${R[jwt,$r]}/${R[plain,$r]}:.3f}')")x); every JWT minted: without ${R[plainmany,$r]}, with ${R[cold,$r]} ($(python3 -c "print(f'{${R[cold,$r]}/${R[plainmany,$r]}:.3f}')")x)"
 done
+med() { python3 -c 'import statistics,sys; print(f"{statistics.median(map(float, sys.argv[1:])):.3f}")' "$@"; }
+one=() cold=()
+for r in $(seq "$ROUNDS"); do
+  one+=("$(python3 -c "print(${R[jwt,$r]}/${R[plain,$r]})")")
+  cold+=("$(python3 -c "print(${R[cold,$r]}/${R[plainmany,$r]})")")
+done
+echo "median ratio over $ROUNDS rounds: one token $(med "${one[@]}")x; every JWT minted $(med "${cold[@]}")x"
 minted=$(curl -s "http://127.0.0.1:$COLD/metrics" | awk '/^tokencache_upstream_jwts_minted_total/ {s+=$2} END {print s+0}')
 echo "JWTs minted by the one-entry-cache server: $minted"
