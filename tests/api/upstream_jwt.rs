@@ -299,3 +299,60 @@ async fn keys_rotated_within_one_second_each_take_over() {
     assert_eq!(at.signer(), Some(newest.kid.as_str()));
     app.cleanup().await;
 }
+
+/// `tokencache keys rotate` and `keys list`, the commands an operator runs, against a
+/// running server's database: the new key signs within the reload bound, `list` names
+/// each key's state, and neither prints a private key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_from_the_command_line_is_in_use_within_the_reload_bound() {
+    let app = TestApp::spawn_with(Backend::Embedded, |s| {
+        s.upstream = Some(upstream(Duration::from_secs(1)))
+    })
+    .await;
+    let url = app.settings.database_url.clone().unwrap();
+    let (access, _) = app.login().await;
+    let (_, first) = jwt_of(&app, &access).await;
+    let old = decoded(&first.unwrap()).0["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rotated = succeeded(&tokencache_cli(
+        &url,
+        None,
+        &["keys", "rotate", "--lead-secs", "0"],
+    ));
+    let stored = app.state.engine.records.signing_keys().await.unwrap();
+    let new = stored.iter().find(|k| k.kid != old).expect("a second key");
+    assert!(rotated.contains(&new.kid), "{rotated}");
+    let deadline = Instant::now() + Duration::from_secs(4);
+    loop {
+        let (_, jwt) = jwt_of(&app, &access).await;
+        if decoded(&jwt.unwrap()).0["kid"] == new.kid.as_str() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rotated key does not sign in time"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let listed = succeeded(&tokencache_cli(&url, None, &["keys", "list"]));
+    let state = |kid: &str| {
+        listed
+            .lines()
+            .find(|l| l.starts_with(kid))
+            .and_then(|l| l.rsplit('\t').next())
+            .map(str::to_owned)
+    };
+    assert_eq!(state(&new.kid).as_deref(), Some("signing"), "{listed}");
+    assert_eq!(
+        state(&old).as_deref(),
+        Some("retired, published"),
+        "{listed}"
+    );
+    for key in &stored {
+        let secret = key.private_key.expose();
+        assert!(!rotated.contains(secret) && !listed.contains(secret));
+    }
+    app.cleanup().await;
+}
