@@ -515,3 +515,57 @@ async fn on_a_cluster_a_retried_logout_answers_401_only_once_a_replica_has_the_r
     assert_fails(&again, 401, 102);
     app.cleanup().await;
 }
+
+/// The pair's other token on another master: a logout by access token wrote the refresh
+/// token's revoked value on a master whose replica is cut (503). A retry by the access
+/// token finds its own key revoked on a master whose replica is fine; it answers 401 only
+/// once the refresh token's master has a replica with that value too (each master gets a
+/// write and its `WAIT`), and the refresh token stays refused when that master is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MariaDB and redis-server: cargo test -- --include-ignored"]
+async fn on_a_cluster_a_retried_logout_confirms_the_pair_s_other_token_on_its_master() {
+    let mut cluster = LocalCluster::start();
+    let app = serve_on_with(RedisMode::Cluster, cluster.urls(), None, |_| {}).await;
+    let prefix = app.settings.redis_prefix.clone();
+    let key = |kind: &str, token: &str| format!("{prefix}{kind}:{}", TokenHash::of(token).encode());
+    // A pair whose two tokens sit on different masters (two in three do).
+    let (access, refresh) = loop {
+        let (a, r) = app.login().await;
+        if cluster.master_of(&key("a", &a)) != cluster.master_of(&key("r", &r)) {
+            break (a, r);
+        }
+    };
+    let m = cluster.master_of(&key("r", &refresh));
+    let master = cluster.nodes[m].port;
+    let (replica, _) = replica_of(&cluster, master);
+    wait_replicated(master, replica);
+    let sleeper = cut_replica(master, replica, "4");
+    let (status, v) = logout(&app, &access).await;
+    assert_eq!(
+        (status, &v["code"]),
+        (StatusCode::SERVICE_UNAVAILABLE, &json!(1)),
+        "{v}"
+    );
+    let (status, v) = logout(&app, &access).await;
+    assert_eq!(
+        (status, &v["code"]),
+        (StatusCode::SERVICE_UNAVAILABLE, &json!(1)),
+        "a retry while the refresh token's master has no replica with its revocation: {v}"
+    );
+    sleeper.join().unwrap();
+    wait_replicated(master, replica);
+    let (status, v) = past_503(|| logout(&app, &access)).await;
+    assert_eq!(
+        (status, &v["code"]),
+        (StatusCode::UNAUTHORIZED, &json!(102)),
+        "{v}"
+    );
+    cluster.nodes[m].kill();
+    until("the replica promoted", Duration::from_secs(30), || {
+        cluster.promoted(&key("r", &refresh), master)
+    })
+    .await;
+    let again = past_503(|| app.refresh(&refresh)).await;
+    assert_fails(&again, 401, 102);
+    app.cleanup().await;
+}

@@ -21,6 +21,8 @@ pub(super) mod kind {
     pub const CODE: &str = "v:";
     /// The resume mark of `import-legacy-tokens`.
     pub const IMPORT_MARK: &str = "m:";
+    /// A replication barrier of a cluster master (a retried revocation's), for a minute.
+    pub const BARRIER: &str = "b:";
 }
 
 // A name below is an account's stored spelling (or, for a name without an account, the

@@ -274,6 +274,24 @@ impl RedisConn {
         Ok(())
     }
 
+    /// On a cluster, one slot of each master `CLUSTER SLOTS` names (its first); empty in
+    /// the other modes.
+    pub async fn a_slot_of_each_master(&mut self) -> RedisResult<Vec<u16>> {
+        let Self::Cluster(conn, _) = self else {
+            return Ok(Vec::new());
+        };
+        let slots: Value = redis::cmd("CLUSTER").arg("SLOTS").query_async(conn).await?;
+        let mut seen: Vec<(String, u16)> = Vec::new();
+        let mut out = Vec::new();
+        for range in slot_ranges(slots) {
+            if !seen.contains(&range.master) {
+                seen.push(range.master);
+                out.push(range.first);
+            }
+        }
+        Ok(out)
+    }
+
     /// Readiness: Redis answers; on a cluster, every slot is served; with sentinels, the
     /// master is known and answers.
     pub async fn ready(&mut self) -> RedisResult<()> {

@@ -379,7 +379,47 @@ impl RedisTokens {
             );
         }
         let () = self.bounded("confirm_revoked", ops.run(&self.conn)).await?;
+        self.replication_barrier(replication).await?;
         Ok(true)
+    }
+
+    /// On a cluster, a write and its `WAIT` on every master: everything written to any
+    /// master before it is then on as many replicas as `replication` asks (a master's
+    /// replicas apply its writes in order). What a retry confirms for the revocations its
+    /// first try made on other masters than its token's (the pair's other token, a
+    /// logout-all's other tokens). Nothing on one node, where the token's own `WAIT`
+    /// confirmed all.
+    async fn replication_barrier(&self, replication: Replication) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let slots = self
+            .bounded("confirm_revoked", conn.a_slot_of_each_master())
+            .await?;
+        let mut ops = Ops::new();
+        ops.replicated(Some(replication));
+        for slot in slots {
+            let Some(key) = self.key_in_slot(slot) else {
+                continue;
+            };
+            ops.ignore(
+                key.as_bytes(),
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(1)
+                    .arg("PX")
+                    .arg(60_000)
+                    .clone(),
+            );
+        }
+        self.bounded("confirm_revoked", ops.run(&self.conn)).await
+    }
+
+    /// A key of this store's own (kind `b`, a barrier) that falls in `slot`: a hash tag
+    /// tried until one does (about 16,384 tries; `None` if the prefix carries a hash tag
+    /// of its own that pins every key elsewhere).
+    fn key_in_slot(&self, slot: u16) -> Option<String> {
+        (0u32..400_000)
+            .map(|n| self.key(kind::BARRIER, &format!("{{{n}}}")))
+            .find(|key| super::ops::slot_of(key.as_bytes()) == slot)
     }
 
     /// Overwrites the tokens of `members` (and `also`) with the revoked value, keeping
