@@ -158,13 +158,14 @@ impl TestApp {
         db_name: Option<String>,
         sqlite_path: Option<String>,
     ) -> TestApp {
-        // TEST_LOG=warn (a filter) prints the servers' logs, to see why a test failed.
-        if let Ok(filter) = std::env::var("TEST_LOG") {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-                .with_test_writer()
-                .try_init();
-        }
+        // The servers' warnings go to the test's own output, which the harness shows only
+        // for a test that failed: why a request answered 503 in a CI run is then in its
+        // log. TEST_LOG (a filter, e.g. `tokencache=debug`) asks for more.
+        let filter = std::env::var("TEST_LOG").unwrap_or_else(|_| "tokencache=warn".into());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
         let state = app::state(&settings).await.expect("server state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();

@@ -513,16 +513,17 @@ impl AskTargets {
 }
 
 /// Sends `commands` to the node at `host:port` after `ASKING`, as one pipeline: the
-/// answers of the commands. On the cluster client's connection to that node when it has
-/// one, else on one of `side`'s.
+/// answers of the commands. Always on one of `side`'s connections, never the cluster
+/// client's: asked for a node it has no connection to (a new master that owns no slot
+/// yet, the usual target of a move), the client first rebuilt its connections to the
+/// seed nodes, which cost the first write into a half-moved slot 400-700 ms here (and a
+/// 503 under load); a connection of our own costs one connect, once per node.
 async fn asking(
-    conn: &mut ClusterConnection,
     side: &AskTargets,
     host: &str,
     port: u16,
     commands: Vec<Cmd>,
 ) -> RedisResult<Vec<Value>> {
-    use redis::cluster_routing::SingleNodeRoutingInfo;
     // `ASKING` lets only the next command in: one before each.
     let mut pipe = redis::pipe();
     let count = commands.len();
@@ -532,40 +533,23 @@ async fn asking(
     }
     let answers =
         |values: Vec<Value>| -> Vec<Value> { values.into_iter().skip(1).step_by(2).collect() };
-    let routed = conn
-        .route_pipeline(
-            pipe.clone(),
-            0,
-            2 * count,
-            SingleNodeRoutingInfo::ByAddress {
-                host: host.to_owned(),
-                port,
-            },
-        )
+    let mut own = side.to(host, port).await?;
+    let answer = own
+        .req_packed_commands(&pipe, 0, 2 * count)
         .await
         .map(answers);
-    match routed {
-        Err(e) if e.kind() == ErrorKind::ClusterConnectionNotFound => {
-            let mut own = side.to(host, port).await?;
-            let answer = own
-                .req_packed_commands(&pipe, 0, 2 * count)
-                .await
-                .map(answers);
-            if answer.as_ref().is_err_and(|e| e.is_io_error()) {
-                side.forget(host, port).await;
-            }
-            // A server's error comes back as a value on this connection: as the cluster
-            // client does, an error.
-            let values = answer?;
-            match values.iter().find_map(|v| match v {
-                Value::ServerError(e) => Some(e.clone()),
-                _ => None,
-            }) {
-                Some(e) => Err(e.into()),
-                None => Ok(values),
-            }
-        }
-        other => other,
+    if answer.as_ref().is_err_and(|e| e.is_io_error()) {
+        side.forget(host, port).await;
+    }
+    // A server's error comes back as a value on this connection: as the cluster client
+    // does, an error.
+    let values = answer?;
+    match values.iter().find_map(|v| match v {
+        Value::ServerError(e) => Some(e.clone()),
+        _ => None,
+    }) {
+        Some(e) => Err(e.into()),
+        None => Ok(values),
     }
 }
 
@@ -613,7 +597,7 @@ async fn on_cluster(
                 conn.req_packed_commands(pipeline, offset, count).await
             }
             (Some((host, port)), _) => {
-                let values = asking(conn, side, host, *port, sent.commands()).await?;
+                let values = asking(side, host, *port, sent.commands()).await?;
                 Ok(match sent {
                     Sent::One(_) => values,
                     Sent::Many(_, offset, count) => {
@@ -633,6 +617,7 @@ async fn on_cluster(
             }
             Some(_) => match pauses.next() {
                 Some(pause) => {
+                    tracing::debug!(error = %e, ?pause, "cluster: refused, sent again after a pause");
                     redirected = None;
                     tokio::time::sleep(*pause).await;
                 }
