@@ -394,6 +394,10 @@ impl RedisTokens {
         let slots = self
             .bounded("confirm_revoked", conn.a_slot_of_each_master())
             .await?;
+        if slots.is_empty() {
+            // One node (standalone, Sentinel): its own `WAIT` confirmed everything.
+            return Ok(());
+        }
         let mut ops = Ops::new();
         ops.replicated(Some(replication));
         for slot in slots {

@@ -115,6 +115,11 @@ impl Ops {
 
     /// Runs every command; the kept answers, in order, as `T` (a tuple or a vector).
     pub async fn run<T: FromRedisValue>(&self, conn: &RedisConn) -> RedisResult<T> {
+        if self.ops.is_empty() {
+            // Nothing to send (an empty pipeline is not sent: a connection would wait for
+            // answers that never come).
+            return Ok(redis::from_redis_value(Value::Array(Vec::new()))?);
+        }
         let kept = match conn {
             RedisConn::Cluster(..) => self.run_staged(conn).await?,
             _ => {
