@@ -82,10 +82,11 @@ pub(crate) fn end_move(cluster: &LocalCluster, slot: &str, from: u16, to: u16) {
 async fn a_slot_half_moved_to_a_new_master_serves_every_token_in_it() {
     let mut cluster = LocalCluster::start();
     // A cap above the pairs the loop makes: its trims are not under test here. The
-    // default bounds: the first write into the moved index took 400-700 ms (and answered
-    // 503 in loaded runs) while `ASK` went through the cluster client, which rebuilt its
-    // connections before it found it had none to the new master; on a connection of
-    // tokencache's own it takes ~3 ms (conn.rs, `asking`).
+    // first write into the moved index took 400-700 ms (and answered 503 in loaded runs)
+    // while `ASK` went through the cluster client, which rebuilt its connections before
+    // it found it had none to the new master; on a connection of tokencache's own it
+    // takes ~3 ms (conn.rs, `asking`). Under the full suite's load it still timed out
+    // once at the 2 s bound: the loop allows two such "try again" answers.
     let app = serve_on_with(RedisMode::Cluster, cluster.urls(), None, |s| {
         s.rules.max_sessions_per_user = 10_000;
     })
@@ -121,6 +122,7 @@ async fn a_slot_half_moved_to_a_new_master_serves_every_token_in_it() {
     let deadline = Instant::now() + Duration::from_secs(2);
     let mut answers = 0;
     let mut refresh = moved_refresh;
+    let mut retried = 0;
     while Instant::now() < deadline {
         for token in [&moved, &stays] {
             let (status, v) = app.check_token(token).await;
@@ -131,6 +133,15 @@ async fn a_slot_half_moved_to_a_new_master_serves_every_token_in_it() {
         // A refresh files into the half-moved index and its new pair is live; a new
         // login too, and a logout of it revokes it at once.
         let (status, v) = app.refresh(&refresh).await;
+        if status == StatusCode::SERVICE_UNAVAILABLE && v["code"] == json!(1) {
+            // "Try again", never a wrong answer: seen once a full run under the suite's
+            // load (the filing timed out at the 2 s bound; its log says `issue: timed
+            // out`), not in 6 runs of three copies at once. A refresh so answered has
+            // spent its token (docs/scaling-out.md): log in again.
+            retried += 1;
+            refresh = app.login().await.1;
+            continue;
+        }
         assert_eq!(status, StatusCode::OK, "refresh: {v}");
         refresh = v["data"]["refresh_token"].as_str().unwrap().to_owned();
         let new = v["data"]["access_token"].as_str().unwrap().to_owned();
@@ -151,7 +162,11 @@ async fn a_slot_half_moved_to_a_new_master_serves_every_token_in_it() {
     }
     assert_fails(&app.check_token(&moved).await, 401, 102);
     assert_eq!(app.check_token(&stays).await.0, StatusCode::OK);
-    println!("half-moved slots: {answers} answers, every one as on a still cluster");
+    assert!(retried <= 2, "{retried} refreshes answered 503");
+    println!(
+        "half-moved slots: {answers} answers, every one as on a still cluster but \
+         {retried} refresh(es) answered 503 (try again)"
+    );
     app.cleanup().await;
 }
 
