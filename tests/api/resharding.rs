@@ -501,8 +501,10 @@ async fn a_planned_sentinel_failover_answers_every_request() {
     // given in the switch is lost. A revocation that reached it answers 503 (no replica
     // confirmed it), and so does one made before the old master follows the new one (a
     // revocation waits for a replica); a command caught in the switch times out (503); a
-    // refresh it answered can be lost (the next use of its token is refused, 102), unless
-    // --redis-wait-on-issue. All of it before the new master has its replica, none after.
+    // refresh or a login it answered can be lost (the next use of its token is refused,
+    // 102: a refresh, or the logout of that login, seen once in a loaded full run),
+    // unless --redis-wait-on-issue. All of it before the new master has its replica, none
+    // after.
     let window = |w: &[(Instant, String)]| {
         w.iter()
             .map(|(t, _)| t.saturating_duration_since(started))
@@ -512,7 +514,9 @@ async fn a_planned_sentinel_failover_answers_every_request() {
     let unexpected: Vec<_> = wrong
         .iter()
         .filter(|(_, w)| {
-            !(w.contains(" 503 ") && w.contains("\"code\":1") || w.starts_with("refresh: 401"))
+            !(w.contains(" 503 ") && w.contains("\"code\":1")
+                || w.starts_with("refresh: 401")
+                || w.starts_with("logout: 401"))
         })
         .collect();
     println!(

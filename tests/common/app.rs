@@ -83,6 +83,15 @@ impl TestApp {
                     }
                     _ => {}
                 }
+                if matches!(backend, Backend::Cluster | Backend::Sentinel) {
+                    // The shared topologies' replicas confirm writes (logins on a cluster,
+                    // every revocation) within milliseconds, but a full parallel run has
+                    // starved one past the default 500 ms `WAIT` (a login answered 503 in
+                    // an abuse test): a loaded machine's guard, as `redis_timeout` is, and
+                    // above it so that the `WAIT` answers first.
+                    settings.redis_wait_timeout = Duration::from_secs(2);
+                    settings.redis_timeout = Duration::from_secs(3);
+                }
                 (settings, Some(name), None)
             }
             Backend::Embedded => {
