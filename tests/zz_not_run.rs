@@ -55,7 +55,7 @@ fn main() {
     }
     println!(
         "{total} service-backed tests not run (they need MariaDB, Redis, redis-server, nginx, \
-         traefik, caddy): \
+         traefik, caddy, python3, node): \
          cargo test -- --include-ignored (bash .ci/run starts what they need)"
     );
 }
