@@ -224,19 +224,14 @@ pub async fn rotate_keys<R: KeyRecords>(
 ) -> Result<(StoredKey, Vec<String>), StoreError> {
     let now = crate::clock::unix_now();
     let mut key = upstream::new_key(now, lead_secs);
+    let mut stored = records.signing_keys().await?;
     // Later than every key before it: keys that begin in the same second are ordered by
     // kid, so a new key could otherwise lose to the one it replaces and never sign.
-    let newest = records
-        .signing_keys()
-        .await?
-        .iter()
-        .map(|k| k.signs_from)
-        .max();
-    if let Some(newest) = newest {
+    if let Some(newest) = stored.iter().map(|k| k.signs_from).max() {
         key.signs_from = key.signs_from.max(newest + 1);
     }
     records.add_signing_key(&key).await?;
-    let stored = records.signing_keys().await?;
+    stored.push(key.clone());
     let old = upstream::expired(&stored, now);
     records.delete_signing_keys(&old).await?;
     tracing::info!(kid = %key.kid, signs_from = key.signs_from, deleted = old.len(), "signing key added");

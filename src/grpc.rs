@@ -198,18 +198,12 @@ where
     // Boxed: the check's future is large, and moved with every call's otherwise.
     match Box::pin(state.engine.check_token(token)).await {
         Ok(info) => {
-            let jwt = match (&state.engine.upstream, token) {
-                (Some(up), Some(token)) => {
-                    match up.identity(token, &info, crate::clock::unix_now()) {
-                        Some(jwt) => Some(jwt),
-                        None => {
-                            tracing::warn!("gRPC check: no signing key for the upstream JWT");
-                            telemetry::grpc_check("unavailable");
-                            return Err(Status::unavailable("no signing key"));
-                        }
-                    }
-                }
-                _ => None,
+            let Ok(jwt) =
+                crate::upstream::for_check(state.engine.upstream.as_deref(), token, &info)
+            else {
+                tracing::warn!("gRPC check: no signing key for the upstream JWT");
+                telemetry::grpc_check("unavailable");
+                return Err(Status::unavailable("no signing key"));
             };
             telemetry::grpc_check("ok");
             let mut ok = OkHttpResponseBuilder::new();
@@ -217,7 +211,12 @@ where
             let set = Some(HeaderAppendAction::OverwriteIfExistsOrAdd);
             if let Some(jwt) = jwt {
                 // Phantom token: the upstream gets the JWT in place of the opaque token.
-                ok.add_header("authorization", format!("Bearer {}", jwt.jwt()), set, true);
+                ok.add_header(
+                    "authorization",
+                    jwt.bearer.to_str().unwrap_or_default(),
+                    set,
+                    true,
+                );
             }
             ok.add_header("x-auth-username", header_text(&info.username), set, true)
                 .add_header("x-auth-app-key", header_text(&info.app_key), set, true)

@@ -397,6 +397,25 @@ impl Upstream {
     }
 }
 
+/// `--upstream-jwt` is on but no key signs yet (the database unreadable since start).
+#[derive(Debug)]
+pub struct NoSigningKey;
+
+/// The JWT a check of a live token (`info`) hands the upstream, on every validation path:
+/// `None` with `--upstream-jwt` off.
+pub fn for_check(
+    up: Option<&Upstream>,
+    token: Option<&str>,
+    info: &TokenInfo,
+) -> Result<Option<UpstreamJwt>, NoSigningKey> {
+    let (Some(up), Some(token)) = (up, token) else {
+        return Ok(None);
+    };
+    up.identity(token, info, crate::clock::unix_now())
+        .map(Some)
+        .ok_or(NoSigningKey)
+}
+
 /// A JWT handed out, and its expiry (Unix seconds).
 pub struct UpstreamJwt {
     /// `Bearer <jwt>`: the `Authorization` value for the upstream.

@@ -200,6 +200,46 @@ async fn both_well_known_paths_serve_the_same_metadata() {
     app.cleanup().await;
 }
 
+/// An issuer taken from the request's Host (no `--issuer`) is the client's word: a forged
+/// Host is echoed to that client only, never kept by a shared cache; a configured issuer
+/// ignores the Host and may be cached.
+#[tokio::test]
+async fn a_forged_host_is_never_served_from_a_shared_cache() {
+    let ask = |app: &TestApp, host: &'static str| {
+        let request = app
+            .http
+            .get(format!(
+                "{}/.well-known/oauth-authorization-server",
+                app.base
+            ))
+            .header("host", host);
+        async move {
+            let r = request.send().await.unwrap();
+            let control = r.headers()["cache-control"].to_str().unwrap().to_owned();
+            let body: Value = r.json().await.unwrap();
+            (control, body["issuer"].as_str().unwrap().to_owned())
+        }
+    };
+    let app = TestApp::spawn(Backend::Embedded).await;
+    assert_eq!(
+        ask(&app, "evil.example").await,
+        ("no-store".to_owned(), "http://evil.example".to_owned())
+    );
+    app.cleanup().await;
+    let app = TestApp::spawn_with(Backend::Embedded, |s| {
+        s.http.issuer = "https://auth.example".into()
+    })
+    .await;
+    assert_eq!(
+        ask(&app, "evil.example").await,
+        (
+            "public, max-age=300".to_owned(),
+            "https://auth.example".to_owned()
+        )
+    );
+    app.cleanup().await;
+}
+
 #[tokio::test]
 #[ignore = "needs node (openid-client): cargo test -- --include-ignored"]
 async fn openid_client_discovers_the_server_and_uses_every_endpoint() {

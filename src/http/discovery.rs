@@ -54,10 +54,11 @@ struct Metadata<'a> {
     introspection_signing_alg_values_supported: Option<[&'static str; 1]>,
 }
 
-/// The issuer: `--issuer`, else `http://` and the request's Host (a development setup).
-fn issuer(configured: &str, headers: &HeaderMap) -> String {
+/// The issuer: `--issuer`, else `http://` and the request's Host (a development setup),
+/// and whether it was configured.
+fn issuer(configured: &str, headers: &HeaderMap) -> (String, bool) {
     if !configured.is_empty() {
-        return configured.trim_end_matches('/').to_owned();
+        return (configured.trim_end_matches('/').to_owned(), true);
     }
     let host = headers
         .get(HOST)
@@ -68,7 +69,7 @@ fn issuer(configured: &str, headers: &HeaderMap) -> String {
                     .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
         })
         .unwrap_or("localhost");
-    format!("http://{host}")
+    (format!("http://{host}"), false)
 }
 
 /// RFC 8414 metadata.
@@ -76,7 +77,7 @@ pub fn metadata<T: TokenBackend, R: RecordBackend>(
     state: &State<T, R>,
     headers: &HeaderMap,
 ) -> Response<Body> {
-    let issuer = issuer(
+    let (issuer, configured) = issuer(
         state
             .engine
             .upstream
@@ -104,9 +105,15 @@ pub fn metadata<T: TokenBackend, R: RecordBackend>(
     *r.status_mut() = StatusCode::OK;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    // An issuer taken from the request's Host is the client's word: a shared cache must
+    // not hand it to others (a forged Host would name another server's endpoints).
     r.headers_mut().insert(
         CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=300"),
+        HeaderValue::from_static(if configured {
+            "public, max-age=300"
+        } else {
+            "no-store"
+        }),
     );
     r
 }

@@ -133,14 +133,9 @@ pub async fn auth<T: TokenBackend, R: RecordBackend>(
     let mut response = match &result {
         Ok(info) => {
             // Phantom token: the upstream gets a signed JWT in place of the opaque token.
-            let jwt = match (&state.engine.upstream, token) {
-                (Some(up), Some(token)) => {
-                    match up.identity(token, info, crate::clock::unix_now()) {
-                        Some(jwt) => Some(jwt),
-                        None => return no_signing_key(),
-                    }
-                }
-                _ => None,
+            let Ok(jwt) = crate::upstream::for_check(state.engine.upstream.as_deref(), token, info)
+            else {
+                return no_signing_key();
             };
             let mut r = empty(StatusCode::OK);
             let h = r.headers_mut();

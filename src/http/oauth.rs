@@ -220,24 +220,9 @@ async fn introspection<T: TokenBackend, R: RecordBackend>(
     if let Some(up) = req.engine().upstream.as_ref().filter(|_| wants_jwt(req)) {
         return signed_introspection(up, &client.app_key, found.as_ref());
     }
-    Ok(match found {
+    Ok(match &found {
         // A struct, not a `json!` map: no allocation per field on this hot path.
-        Some(i) => json_response(
-            StatusCode::OK,
-            Active {
-                active: true,
-                username: &i.record.username,
-                sub: &i.record.username,
-                client_id: &i.record.app_key,
-                token_type: match i.kind {
-                    TokenKind::Access => "Bearer",
-                    TokenKind::Refresh => "refresh_token",
-                },
-                exp: i.record.expires,
-                iat: i.issued_at,
-                app_token_type: &i.record.token_type,
-            },
-        ),
+        Some(i) => json_response(StatusCode::OK, Active::of(i)),
         None => json_response(StatusCode::OK, json!({"active": false})),
     })
 }
@@ -267,48 +252,30 @@ fn signed_introspection(
     client: &str,
     found: Option<&crate::domain::revoke::Introspection>,
 ) -> Result<Response<Body>, Failure> {
+    /// RFC 7662's answer: the active token's, or `{"active": false}`.
     #[derive(serde::Serialize)]
-    struct Claims<'a, A: serde::Serialize> {
+    #[serde(untagged)]
+    enum Answer<'a> {
+        Active(Active<'a>),
+        Inactive { active: bool },
+    }
+    #[derive(serde::Serialize)]
+    struct Claims<'a> {
         iss: &'a str,
         aud: &'a str,
         iat: i64,
-        token_introspection: A,
+        token_introspection: Answer<'a>,
     }
-    let now = crate::clock::unix_now();
-    let iss = up.settings.issuer.as_str();
-    let jwt = match found {
-        Some(i) => up.sign_claims(
-            "token-introspection+jwt",
-            &Claims {
-                iss,
-                aud: client,
-                iat: now,
-                token_introspection: Active {
-                    active: true,
-                    username: &i.record.username,
-                    sub: &i.record.username,
-                    client_id: &i.record.app_key,
-                    token_type: match i.kind {
-                        TokenKind::Access => "Bearer",
-                        TokenKind::Refresh => "refresh_token",
-                    },
-                    exp: i.record.expires,
-                    iat: i.issued_at,
-                    app_token_type: &i.record.token_type,
-                },
-            },
-        ),
-        None => up.sign_claims(
-            "token-introspection+jwt",
-            &Claims {
-                iss,
-                aud: client,
-                iat: now,
-                token_introspection: json!({"active": false}),
-            },
-        ),
+    let claims = Claims {
+        iss: &up.settings.issuer,
+        aud: client,
+        iat: crate::clock::unix_now(),
+        token_introspection: match found {
+            Some(i) => Answer::Active(Active::of(i)),
+            None => Answer::Inactive { active: false },
+        },
     };
-    let Some(jwt) = jwt else {
+    let Some(jwt) = up.sign_claims("token-introspection+jwt", &claims) else {
         tracing::warn!("introspection: no signing key for the signed answer");
         return Err(Failure(
             DomainError::Store(crate::store::StoreError::Unavailable {
@@ -339,6 +306,24 @@ struct Active<'a> {
     exp: i64,
     iat: i64,
     app_token_type: &'a str,
+}
+
+impl<'a> Active<'a> {
+    fn of(i: &'a crate::domain::revoke::Introspection) -> Self {
+        Active {
+            active: true,
+            username: &i.record.username,
+            sub: &i.record.username,
+            client_id: &i.record.app_key,
+            token_type: match i.kind {
+                TokenKind::Access => "Bearer",
+                TokenKind::Refresh => "refresh_token",
+            },
+            exp: i.record.expires,
+            iat: i.issued_at,
+            app_token_type: &i.record.token_type,
+        }
+    }
 }
 
 /// POST /oauth2/revoke

@@ -417,13 +417,13 @@ impl RedisTokens {
         self.bounded("confirm_revoked", ops.run(&self.conn)).await
     }
 
-    /// A key of this store's own (kind `b`, a barrier) that falls in `slot`: a hash tag
-    /// tried until one does (about 16,384 tries; `None` if the prefix carries a hash tag
-    /// of its own that pins every key elsewhere).
+    /// A key of this store's own (kind `b`, a barrier) that falls in `slot`, by its hash
+    /// tag (`None` if the prefix carries a hash tag of its own that pins every key
+    /// elsewhere).
     fn key_in_slot(&self, slot: u16) -> Option<String> {
-        (0u32..400_000)
-            .map(|n| self.key(kind::BARRIER, &format!("{{{n}}}")))
-            .find(|key| super::ops::slot_of(key.as_bytes()) == slot)
+        let n = SLOT_TAGS.get(usize::from(slot))?;
+        let key = self.key(kind::BARRIER, &format!("{{{n}}}"));
+        (super::ops::slot_of(key.as_bytes()) == slot).then_some(key)
     }
 
     /// Overwrites the tokens of `members` (and `also`) with the revoked value, keeping
@@ -493,6 +493,24 @@ impl RedisTokens {
     }
 }
 
+/// For each slot, a number whose decimal text, as a hash tag, falls in it: found once
+/// (about 180,000 CRC16s, a few milliseconds), so that a barrier, which any holder of a
+/// revoked token can ask for, costs no search.
+static SLOT_TAGS: std::sync::LazyLock<Vec<u32>> = std::sync::LazyLock::new(|| {
+    let mut tags = vec![u32::MAX; 16384];
+    let mut missing = tags.len();
+    let mut n = 0u32;
+    while missing > 0 {
+        let slot = usize::from(super::ops::slot_of(n.to_string().as_bytes()));
+        if tags[slot] == u32::MAX {
+            tags[slot] = n;
+            missing -= 1;
+        }
+        n += 1;
+    }
+    tags
+});
+
 fn corrupt_answer(operation: &'static str) -> StoreError {
     StoreError::Corrupt {
         store: "redis",
@@ -504,6 +522,17 @@ fn corrupt_answer(operation: &'static str) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_slot_has_a_barrier_tag_that_falls_in_it() {
+        for (slot, n) in SLOT_TAGS.iter().enumerate() {
+            let key = format!("tc:b:{{{n}}}");
+            assert_eq!(
+                usize::from(super::super::ops::slot_of(key.as_bytes())),
+                slot
+            );
+        }
+    }
 
     #[test]
     fn members_survive_the_round_trip_and_have_their_layout() {
